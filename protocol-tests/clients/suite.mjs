@@ -1,0 +1,52 @@
+// Herald real-client conformance suite. Usage: HERALD_BIN=/path/to/herald node suite.mjs
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { Herald, ARTIFACTS } from './lib/herald.mjs';
+import { summary } from './lib/harness.mjs';
+
+const bin = process.env.HERALD_BIN;
+if (!bin || !fs.existsSync(bin)) { console.error(`HERALD_BIN not set or missing: ${bin}`); process.exit(2); }
+
+const started = Date.now();
+const masterKey = crypto.randomBytes(32).toString('base64');
+const appSettings = (a) => Object.fromEntries(Object.entries(a).filter(([k]) => k !== 'masterKey'));
+
+export const apps = {
+  main: { id: '100001', key: 'main-key', secret: 'main-secret', masterKey, allowed_origins: ['*'], activity_timeout: 30 },
+  small: {
+    id: '100002', key: 'small-key', secret: 'small-secret', masterKey,
+    max_message_size: 1000, max_presence_members: 2, max_presence_user_bytes: 100, max_event_bytes: 500,
+    max_channels_per_trigger: 3, max_batch_size: 2, max_channel_name_length: 50, max_event_name_length: 50,
+    client_events_per_second: 3,
+  },
+  quota: { id: '100003', key: 'quota-key', secret: 'quota-secret', max_connections: 2 },
+  ping: { id: '100004', key: 'ping-key', secret: 'ping-secret', ping_interval: 1, activity_timeout: 7 },
+  origins: { id: '100005', key: 'origins-key', secret: 'origins-secret', allowed_origins: ['example.com', '*.allowed.test'] },
+  noclient: { id: '100006', key: 'noclient-key', secret: 'noclient-secret', accept_client_events_from: 'none' },
+};
+
+const mainServer = new Herald(bin, 'main', { server: { max_request_size: 10000 }, apps: Object.values(apps).map(appSettings) });
+const env = { bin, apps, masterKey, main: mainServer, port: 0, ARTIFACTS };
+
+const modules = (process.env.CHECK_MODULES || 'ws,http,sdk-node,sdk-python,pusherjs,echo,browser,prefix,shutdown').split(',');
+
+try {
+  await mainServer.start();
+  env.port = mainServer.port;
+  for (const m of modules) {
+    const mod = await import(`./tests/${m}.mjs`);
+    await mod.default(env);
+  }
+} catch (e) {
+  console.log(`FAIL suite: setup: ${String(e && e.stack || e).replace(/\s+/g, ' ').slice(0, 500)}`);
+  summary().results.push({ ok: false });
+} finally {
+  await mainServer.stop();
+}
+const { passed, failed } = summary();
+const secs = ((Date.now() - started) / 1000).toFixed(1);
+fs.writeFileSync(path.join(ARTIFACTS, 'last-run.txt'), `${passed} passed, ${failed} failed in ${secs} s\n`);
+console.error(`(suite took ${secs} s; server logs in ${ARTIFACTS})`);
+console.log(`${passed} passed, ${failed} failed`);
+process.exit(failed ? 1 : 0);
