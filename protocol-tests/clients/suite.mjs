@@ -3,7 +3,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Herald, ARTIFACTS } from './lib/herald.mjs';
-import { summary } from './lib/harness.mjs';
+import { summary, setBeforeEach } from './lib/harness.mjs';
 
 const bin = process.env.HERALD_BIN;
 if (!bin || !fs.existsSync(bin)) { console.error(`HERALD_BIN not set or missing: ${bin}`); process.exit(2); }
@@ -31,6 +31,17 @@ const env = { bin, apps, masterKey, main: mainServer, port: 0, ARTIFACTS };
 
 const modules = (process.env.CHECK_MODULES || 'ws,http,sdk-node,sdk-python,pusherjs,echo,browser,prefix,shutdown').split(',');
 
+// If the main server died (a crash), restart it before the next check so one crash does
+// not fail every later check; the crash itself is reported as a failing line at the end.
+const crashes = [];
+setBeforeEach(async () => {
+  if (mainServer.exitInfo) {
+    crashes.push(mainServer.exitInfo);
+    mainServer.reset();
+    await mainServer.start(mainServer.port);
+  }
+});
+
 try {
   await mainServer.start();
   env.port = mainServer.port;
@@ -42,7 +53,13 @@ try {
   console.log(`FAIL suite: setup: ${String(e && e.stack || e).replace(/\s+/g, ' ').slice(0, 500)}`);
   summary().results.push({ ok: false });
 } finally {
+  setBeforeEach(null);
+  if (mainServer.exitInfo) crashes.push(mainServer.exitInfo);
   await mainServer.stop();
+}
+if (crashes.length) {
+  console.log(`FAIL suite: herald (main) exited unexpectedly ${crashes.length} time(s) during the run: ${JSON.stringify(crashes)}; see artifacts/herald-main.log`);
+  summary().results.push({ ok: false });
 }
 const { passed, failed } = summary();
 const secs = ((Date.now() - started) / 1000).toFixed(1);

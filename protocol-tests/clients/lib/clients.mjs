@@ -87,7 +87,7 @@ export function echoConnected(echo, ms = 4000) { return waitState(echo.connector
 export function once(register, ms = 3000, what = 'callback') {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`timeout waiting for ${what}`)), ms);
-    register((...args) => { clearTimeout(timer); resolve(args.length > 1 ? args : args[0]); });
+    register((v) => { clearTimeout(timer); resolve(v); });
   });
 }
 

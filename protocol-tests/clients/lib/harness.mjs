@@ -1,5 +1,7 @@
 // Minimal sequential check runner: one line per check, independent checks, per-check timeout.
 const results = [];
+let beforeEach = null;
+export function setBeforeEach(f) { beforeEach = f; }
 let filter = process.env.CHECK_FILTER ? new RegExp(process.env.CHECK_FILTER, 'i') : null;
 
 export function fail(msg) { throw new Error(msg); }
@@ -29,6 +31,7 @@ export async function check(area, name, fn, timeoutMs = 5000) {
   let timer;
   const started = Date.now();
   try {
+    if (beforeEach) await beforeEach();
     await Promise.race([
       Promise.resolve().then(() => fn(t)),
       new Promise((_, rej) => { timer = setTimeout(() => rej(new Error(`timed out after ${timeoutMs} ms`)), timeoutMs); }),

@@ -20,8 +20,12 @@ export default async function (env) {
     const p = pusherClient(t, port, 'unknown-key');
     const errs = collector();
     p.connection.bind('error', errs);
-    const e = await errs.wait((x) => x && x.data && x.data.code === 4001, 4000, 'error 4001');
-    eq(e.type, 'PusherError', 'error type');
+    // pusher-js wraps the server's pusher:error: {type:'WebSocketError', error:{type:'PusherError', data:{code,message}}}
+    const code = (x) => x && ((x.data && x.data.code) || (x.error && x.error.data && x.error.data.code));
+    const e = await errs.wait((x) => code(x) === 4001, 4000, 'error 4001');
+    const inner = e.data ? e : e.error;
+    eq(inner.type, 'PusherError', 'error type');
+    eq(inner.data.message, 'Application does not exist', 'message');
     await sleep(500);
     assert(p.connection.state !== 'connected', `state ${p.connection.state}`);
   });
@@ -45,7 +49,7 @@ export default async function (env) {
     const p = pusherClient(t, port, M.key, { signer: sdk(port, { ...M, secret: 'bad' }) });
     const ch = p.subscribe(uniq('private-pjs'));
     const e = await once((cb) => ch.bind('pusher:subscription_error', cb), 4000, 'subscription_error');
-    eq(e.type, 'AuthError', 'type'); eq(e.status, 401, 'status');
+    assert(e && e.type === 'AuthError' && e.status === 401, `subscription_error data ${JSON.stringify(e)}`);
     assert(!ch.subscribed, 'channel must not be subscribed');
     eq(p.connection.state, 'connected', 'connection state');
   });
@@ -136,7 +140,9 @@ export default async function (env) {
     await waitState(p, 'connected');
     const sid = p.connection.socket_id;
     const changes = collector(); p.connection.bind('state_change', changes);
+    const pings = collector(); p.connection.bind('message', (m) => { if (m.event === 'pusher:ping') pings(m); });
     await sleep(3500);
+    assert(pings.items.length >= 1, 'server sent no pusher:ping within 3.5 s');
     eq(p.connection.state, 'connected', 'state');
     eq(p.connection.socket_id, sid, 'socket_id unchanged (no reconnect)');
     eq(changes.items.length, 0, `state changes ${JSON.stringify(changes.items)}`);

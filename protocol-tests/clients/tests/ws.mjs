@@ -485,10 +485,12 @@ export default async function (env) {
   await check(R.ping, 'answering with pusher:pong keeps the connection open', async (t) => {
     const c = await connect(t, port, P.key);
     const until = Date.now() + 3500;
+    let pings = 0;
     while (Date.now() < until) {
-      try { await c.next('pusher:ping', 500); c.send({ event: 'pusher:pong', data: {} }); } catch { /* no ping yet */ }
+      try { await c.next('pusher:ping', 500); pings++; c.send({ event: 'pusher:pong', data: {} }); } catch { /* no ping yet */ }
       assert(c.isOpen, `closed: ${JSON.stringify(c.closeInfo)} frames ${c.dump()}`);
     }
+    assert(pings >= 1, 'server never pinged within 3.5 s (ping_interval 1)');
     await c.alive();
   }, 6000);
   await check(R.ping, 'any inbound frame counts as activity (subscribed connection sending events)', async (t) => {
