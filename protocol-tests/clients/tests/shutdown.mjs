@@ -10,7 +10,7 @@ export default async function (env) {
   const A = { id: '400001', key: 'restart-key', secret: 'restart-secret' };
   const h = new Herald(env.bin, 'restart', { server: { shutdown_timeout: 5 }, apps: [A] });
   const cleanup = [];
-  let raw, p, echo, exitInfo;
+  let raw, p, echo, exitInfo, oldId;
   const pub = uniq('rs-pub'), priv = uniq('private-rs'), room = uniq('rs-room');
   try {
     await check(R.shut, 'setup: herald, a raw socket, pusher-js (public+private) and Echo (presence) connected', async () => {
@@ -19,6 +19,8 @@ export default async function (env) {
       raw = new Raw(wsUrl(h.port, A.key)); cleanup.push(() => raw.close());
       await raw.established();
       p = pusherClient(null, h.port, A.key, { signer }); cleanup.push(() => p.disconnect());
+      await waitState(p, 'connected');
+      oldId = p.connection.socket_id;
       const c1 = p.subscribe(pub), c2 = p.subscribe(priv);
       await once((cb) => c1.bind('pusher:subscription_succeeded', cb), 4000, 'public subscribed');
       await once((cb) => c2.bind('pusher:subscription_succeeded', cb), 4000, 'private subscribed');
@@ -52,7 +54,6 @@ export default async function (env) {
 
     await check(R.shut, 'pusher-js reconnects by itself with a new socket_id and gets events on restored subscriptions', async () => {
       assert(p, 'no setup');
-      const oldId = p.connection.socket_id;
       await waitState(p, 'connected', 20000);
       const deadline = Date.now() + 15000;
       while (p.connection.socket_id === oldId && Date.now() < deadline) await sleep(100);
