@@ -9,6 +9,8 @@ const bin = process.env.HERALD_BIN;
 if (!bin || !fs.existsSync(bin)) { console.error(`HERALD_BIN not set or missing: ${bin}`); process.exit(2); }
 
 const started = Date.now();
+// A promise abandoned by a failed check must not kill the run.
+process.on('unhandledRejection', (e) => { if (process.env.CHECK_VERBOSE) console.error('(unhandled rejection)', e && e.message); });
 const masterKey = crypto.randomBytes(32).toString('base64');
 const appSettings = (a) => Object.fromEntries(Object.entries(a).filter(([k]) => k !== 'masterKey'));
 
@@ -26,7 +28,17 @@ export const apps = {
   noclient: { id: '100006', key: 'noclient-key', secret: 'noclient-secret', accept_client_events_from: 'none' },
 };
 
-const mainServer = new Herald(bin, 'main', { server: { max_request_size: 10000 }, apps: Object.values(apps).map(appSettings) });
+// Self-test of the suite: CHECK_SABOTAGE=secret gives the main app a different secret in the
+// server config than the one the clients/SDKs sign with; CHECK_SABOTAGE=ping gives the ping app
+// a 30 s ping_interval. Both must make the matching checks FAIL.
+const sabotage = (process.env.CHECK_SABOTAGE || '').split(',');
+const serverApps = Object.values(apps).map(appSettings).map((a) => {
+  if (sabotage.includes('secret') && a.id === apps.main.id) return { ...a, secret: 'sabotaged-secret' };
+  if (sabotage.includes('ping') && a.id === apps.ping.id) return { ...a, ping_interval: 30 };
+  return a;
+});
+if (sabotage[0]) console.error(`(CHECK_SABOTAGE=${sabotage.join(',')}: failures expected)`);
+const mainServer = new Herald(bin, 'main', { server: { max_request_size: 10000 }, apps: serverApps });
 const env = { bin, apps, masterKey, main: mainServer, port: 0, ARTIFACTS };
 
 const modules = (process.env.CHECK_MODULES || 'ws,http,sdk-node,sdk-python,pusherjs,echo,browser,prefix,shutdown').split(',');

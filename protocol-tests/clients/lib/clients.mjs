@@ -85,10 +85,12 @@ export function echoConnected(echo, ms = 4000) { return waitState(echo.connector
 
 // Promise that resolves with the next callback value; `register(cb)` installs the callback.
 export function once(register, ms = 3000, what = 'callback') {
-  return new Promise((resolve, reject) => {
+  const p = new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`timeout waiting for ${what}`)), ms);
     register((v) => { clearTimeout(timer); resolve(v); });
   });
+  p.catch(() => {}); // may be abandoned when an earlier step of the check fails
+  return p;
 }
 
 // Collects every value passed to a callback.

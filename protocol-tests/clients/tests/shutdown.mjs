@@ -22,8 +22,9 @@ export default async function (env) {
       await waitState(p, 'connected');
       oldId = p.connection.socket_id;
       const c1 = p.subscribe(pub), c2 = p.subscribe(priv);
-      await once((cb) => c1.bind('pusher:subscription_succeeded', cb), 4000, 'public subscribed');
-      await once((cb) => c2.bind('pusher:subscription_succeeded', cb), 4000, 'private subscribed');
+      const s1 = once((cb) => c1.bind('pusher:subscription_succeeded', cb), 4000, 'public subscribed');
+      const s2 = once((cb) => c2.bind('pusher:subscription_succeeded', cb), 4000, 'private subscribed');
+      await s1; await s2;
       echo = echoClient(null, h.port, A.key, 'reverb', { signer, presence: { user_id: 5, user_info: { id: 5, name: 'Eve' } } }); cleanup.push(() => echo.disconnect());
       echo.here = collector();
       echo.join(room).here(echo.here);

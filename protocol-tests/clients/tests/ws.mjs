@@ -140,7 +140,7 @@ export default async function (env) {
     const c = await connect(t, port, M.key);
     const ch = uniq('pub');
     await c.subscribeOk(ch); await c.subscribeOk(ch);
-    await trigger(M, { name: 'once', data: '1', channel: ch });
+    eq((await trigger(M, { name: 'once', data: '1', channel: ch })).status, 200, 'trigger status');
     await c.next('once');
     await c.none('once', 400, 'duplicate event');
   });
@@ -364,7 +364,7 @@ export default async function (env) {
     await c.subscribeOk(ch);
     c.send({ event: 'pusher:unsubscribe', data: { channel: ch } });
     await c.none(() => true, 400, 'reply to unsubscribe');
-    await trigger(M, { name: 'after', data: 'x', channel: ch });
+    eq((await trigger(M, { name: 'after', data: 'x', channel: ch })).status, 200, 'trigger status');
     await c.none('after', 400, 'event after unsubscribe');
     await c.alive();
   });
