@@ -61,7 +61,17 @@ export function echoClient(t, port, key, broadcaster, opts = {}) {
     enabledTransports: ['ws'], disableStats: true,
     cluster: broadcaster === 'pusher' ? 'mt1' : '',
   };
-  if (signer) {
+  if (signer && opts.authStyle === 'customHandler') {
+    // pusher-js 8's non-deprecated option, passed straight through Echo's options.
+    base.channelAuthorization = {
+      customHandler: ({ socketId, channelName }, callback) => {
+        try {
+          const data = channelName.startsWith('presence-') ? (opts.presence || { user_id: 'anon' }) : undefined;
+          callback(null, signer.authorizeChannel(socketId, channelName, data));
+        } catch (e) { callback(e, null); }
+      },
+    };
+  } else if (signer) {
     base.authorizer = (channel) => ({
       authorize: (socketId, callback) => {
         try {
@@ -70,6 +80,8 @@ export function echoClient(t, port, key, broadcaster, opts = {}) {
         } catch (e) { callback(e, null); }
       },
     });
+  }
+  if (signer) {
     base.userAuthentication = {
       customHandler: ({ socketId }, callback) => {
         try { callback(null, signer.authenticateUser(socketId, opts.user || { id: 'anon' })); } catch (e) { callback(e, null); }

@@ -46,6 +46,17 @@ export default async function (env) {
       await viaSdk(signer.trigger(`private-${name}`, 'paid', { amount: 5 }));
       deepEq(await got, { amount: 5 }, 'data');
     });
+    await check(R.echo, `${tag} private + presence with channelAuthorization.customHandler instead of authorizer`, async (t) => {
+      const e = E(t, { authStyle: 'customHandler', ...user(4, 'Dee') });
+      const name = uniq('orders');
+      const ch = e.private(name);
+      await subscribed(ch);
+      const here = await once((cb) => e.join(uniq('room')).here(cb), 4000, 'here()');
+      deepEq(here, [{ id: 4, name: 'Dee' }], 'here');
+      const got = once((cb) => ch.listen('.paid', cb));
+      eq((await viaSdk(signer.trigger(`private-${name}`, 'paid', { amount: 6 }))).status, 200, 'status');
+      deepEq(await got, { amount: 6 }, 'data');
+    });
     await check(R.echo, `${tag} .notification() on private-App.Models.User.1 (BroadcastNotificationCreated)`, async (t) => {
       const e = E(t);
       const ch = e.private('App.Models.User.1');
@@ -103,6 +114,17 @@ export default async function (env) {
       const e = echoClient(t, port, M.key, b, { signer: sdk(port, { ...M, secret: 'not-the-secret' }) });
       const err = await once((cb) => e.private(uniq('guarded')).error(cb), 4000, 'error()');
       eq(err.type, 'AuthError', 'type'); eq(err.status, 401, 'status');
+      await sleep(200);
+      eq(e.connectionStatus(), 'connected', 'connection stays up after the auth error');
+    });
+    await check(R.echo, `${tag} join() over max_presence_members: .error() gets LimitReached`, async (t) => {
+      const room = uniq('full');
+      const S = apps.small, ssigner = sdk(port, S);
+      const mk = (id) => echoClient(t, port, S.key, b, { signer: ssigner, ...user(id, `U${id}`) });
+      const h1 = once((cb) => mk(1).join(room).here(cb), 4000, 'here 1'), h2 = once((cb) => mk(2).join(room).here(cb), 4000, 'here 2');
+      await h1; await h2;
+      const err = await once((cb) => mk(3).join(room).error(cb), 4000, 'error() for the third member');
+      eq(err.type, 'LimitReached', 'type'); eq(err.status, 4100, 'status');
     });
     await check(R.echo, `${tag} toOthers(): trigger with the sender's socket_id skips the sender`, async (t) => {
       const name = uniq('orders');

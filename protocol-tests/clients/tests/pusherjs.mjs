@@ -115,6 +115,19 @@ export default async function (env) {
     eq((await viaSdk(signer.sendToUser('pjs-user', 'welcome', { msg: 'hello you' }))).status, 200, 'status');
     deepEq(await got, { msg: 'hello you' }, 'data');
   });
+  await check(R.term, 'pusher-js closed by terminateUserConnections (4009) does not reconnect', async (t) => {
+    const uid = uniq('pjs-term');
+    const p = pusherClient(t, port, M.key, { signer, user: { id: uid } });
+    await waitState(p, 'connected');
+    const subOk = once((cb) => p.connection.bind('message', (m) => { if (m.event === 'pusher_internal:subscription_succeeded' && m.channel === `#server-to-user-${uid}`) cb(); }), 4000, 'signed in');
+    p.signin();
+    await subOk;
+    const states = collector(); p.connection.bind('state_change', (s) => states(s.current));
+    eq((await viaSdk(signer.terminateUserConnections(uid))).status, 200, 'status');
+    await states.wait((s) => s === 'disconnected', 3000, 'disconnected');
+    await sleep(1500);
+    assert(!states.items.includes('connected'), `reconnected after termination: ${states.items.join(' → ')}`);
+  });
   await check(R.cache, 'pusher-js cache channel: pusher:cache_miss then replay for a later subscriber', async (t) => {
     const name = uniq('cache-pjs');
     const a = pusherClient(t, port, M.key);

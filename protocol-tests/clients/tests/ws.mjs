@@ -586,6 +586,7 @@ export default async function (env) {
   await check(R.bad, 'non-string event: 4200', (t) => bad(t, '{"event":42,"data":{}}', 'numeric event'));
   await check(R.bad, 'unknown pusher:* event: 4200', (t) => bad(t, '{"event":"pusher:frobnicate","data":{}}', 'unknown pusher event'));
   await check(R.bad, 'subscribe without channel: 4200', (t) => bad(t, '{"event":"pusher:subscribe","data":{}}', 'subscribe no channel'));
+  await check(R.bad, 'subscribe data is a string that is not JSON: 4200', (t) => bad(t, '{"event":"pusher:subscribe","data":"not json"}', 'subscribe bad string'));
   await check(R.bad, 'JSON array instead of object: 4200', (t) => bad(t, '[1,2,3]', 'array'));
   await check(R.bad, 'non-pusher, non-client event is ignored (no reply, kept open)', async (t) => {
     const c = await connect(t, port, M.key);
