@@ -7,6 +7,7 @@
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
+CALLER_PWD="$PWD"
 cd "$HERE"
 mkdir -p artifacts
 
@@ -43,7 +44,7 @@ if [ -z "${HERALD_BIN:-}" ]; then
   case "$TARGET_DIR" in /*) ;; *) TARGET_DIR="$ROOT/$TARGET_DIR" ;; esac
   HERALD_BIN="$TARGET_DIR/release/herald"
 fi
-case "$HERALD_BIN" in /*) ;; *) HERALD_BIN="$PWD/$HERALD_BIN" ;; esac
+case "$HERALD_BIN" in /*) ;; *) HERALD_BIN="$CALLER_PWD/$HERALD_BIN" ;; esac
 export HERALD_BIN
 log "using $HERALD_BIN"
 

@@ -30,11 +30,14 @@ export const apps = {
 
 // Self-test of the suite: CHECK_SABOTAGE=secret gives the main app a different secret in the
 // server config than the one the clients/SDKs sign with; CHECK_SABOTAGE=ping gives the ping app
-// a 30 s ping_interval. Both must make the matching checks FAIL.
+// a 30 s ping_interval; =limits gives the small app the default limits; =origins allows any
+// origin on the origins app. Each must make the matching checks FAIL (comma-separate several).
 const sabotage = (process.env.CHECK_SABOTAGE || '').split(',');
 const serverApps = Object.values(apps).map(appSettings).map((a) => {
   if (sabotage.includes('secret') && a.id === apps.main.id) return { ...a, secret: 'sabotaged-secret' };
   if (sabotage.includes('ping') && a.id === apps.ping.id) return { ...a, ping_interval: 30 };
+  if (sabotage.includes('limits') && a.id === apps.small.id) return { id: a.id, key: a.key, secret: a.secret };
+  if (sabotage.includes('origins') && a.id === apps.origins.id) return { ...a, allowed_origins: ['*'] };
   return a;
 });
 if (sabotage[0]) console.error(`(CHECK_SABOTAGE=${sabotage.join(',')}: failures expected)`);
