@@ -62,7 +62,7 @@ export default async function (env) {
   }
 
   const C = { id: '300001', key: 'cap-key', secret: 'cap-secret' };
-  const cap = new Herald(env.bin, 'cap', { server: { max_connections: 2 }, apps: [C] });
+  const cap = new Herald(env.bin, 'cap', { server: { max_connections: 2, max_queued_frames: 8, max_request_size: 2000000 }, apps: [C] });
   try {
     await check(R.quota, 'server.max_connections reached: close 4100', async (t) => {
       await cap.start();
@@ -70,6 +70,20 @@ export default async function (env) {
       const c = open(t, cap.port, C.key);
       eq((await c.waitClose(3000)).code, 4100, 'close code');
     }, 25000);
+    await check(R.quota, 'slow reader (outbox over server.max_queued_frames = 8): close 4100', async (t) => {
+      assert(cap.port && !cap.exitInfo, 'cap server not running');
+      const c = await connect(t, cap.port, C.key);
+      const ch = uniq('flood');
+      await c.subscribeOk(ch);
+      c.ws._socket.pause(); // stop reading: kernel buffers fill, then the server's outbox
+      const item = { name: 'flood', data: 'x'.repeat(90000), channel: ch };
+      for (let i = 0; i < 40 && c.isOpen; i++) {
+        const r = await signed(cap.port, C, 'POST', `/apps/${C.id}/batch_events`, { body: { batch: Array(10).fill(item) } });
+        eq(r.status, 200, `batch ${i} status`);
+      }
+      c.ws._socket.resume();
+      eq((await c.waitClose(8000)).code, 4100, 'close code');
+    }, 20000);
   } finally {
     await cap.stop();
   }
