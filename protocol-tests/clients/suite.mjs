@@ -20,7 +20,7 @@ export const apps = {
     id: '100002', key: 'small-key', secret: 'small-secret', masterKey,
     max_message_size: 1000, max_presence_members: 2, max_presence_user_bytes: 100, max_event_bytes: 500,
     max_channels_per_trigger: 3, max_batch_size: 2, max_channel_name_length: 50, max_event_name_length: 50,
-    client_events_per_second: 3,
+    client_events_per_second: 3, cache_ttl: 1,
   },
   quota: { id: '100003', key: 'quota-key', secret: 'quota-secret', max_connections: 2 },
   ping: { id: '100004', key: 'ping-key', secret: 'ping-secret', ping_interval: 1, activity_timeout: 7 },

@@ -1,7 +1,7 @@
 // pusher-js 8 (node build, unmodified) against Herald.
 import { check, assert, eq, deepEq, sleep } from '../lib/harness.mjs';
 import { sdk, viaSdk } from '../lib/http.mjs';
-import { pusherClient, waitState, once, collector } from '../lib/clients.mjs';
+import { pusherClient, echoClient, waitState, once, collector } from '../lib/clients.mjs';
 import { R, uniq } from '../lib/rows.mjs';
 
 // Resolves at once when the channel is already subscribed (the event may have fired while
@@ -31,6 +31,14 @@ export default async function (env) {
     eq(inner.data.message, 'Application does not exist', 'message');
     await sleep(500);
     assert(p.connection.state !== 'connected', `state ${p.connection.state}`);
+  });
+  await check(R.app4001, 'Echo (reverb) with an unknown key never reaches "connected"', async (t) => {
+    const e = echoClient(t, port, 'unknown-key', 'reverb');
+    const states = collector(); e.connector.pusher.connection.bind('state_change', (s) => states(s.current));
+    await states.wait((s) => s === 'disconnected' || s === 'failed', 4000, 'disconnected');
+    await sleep(1000);
+    assert(!states.items.includes('connected'), `states ${states.items.join(' → ')}`);
+    assert(e.connectionStatus() !== 'connected', `connectionStatus ${e.connectionStatus()}`);
   });
   await check(R.pub, 'pusher-js public channel receives the event with JSON-parsed data', async (t) => {
     const p = pusherClient(t, port, M.key);
@@ -150,6 +158,22 @@ export default async function (env) {
     await sleep(400);
     eq(got.items.length, 0, 'events after unsubscribe');
   });
+  await check(R.size, 'pusher-js closed with 1009 for an oversized client event reconnects and resubscribes', async (t) => {
+    const S = apps.small;
+    const p = pusherClient(t, port, S.key, { signer: sdk(port, S) });
+    const name = uniq('private-big');
+    const ch = p.subscribe(name);
+    await subscribed(ch);
+    const sid = p.connection.socket_id;
+    const closed = once((cb) => p.connection.bind('state_change', (s) => { if (s.current !== 'connected') cb(s.current); }), 3000, 'leaving connected state');
+    ch.trigger('client-big', { pad: 'z'.repeat(1500) });
+    await closed;
+    await waitState(p, 'connected', 8000);
+    assert(p.connection.socket_id !== sid, 'socket_id unchanged');
+    const deadline = Date.now() + 3000;
+    while (!p.channel(name).subscribed && Date.now() < deadline) await sleep(50);
+    assert(p.channel(name).subscribed, 'not resubscribed');
+  }, 12000);
   await check(R.ping, 'pusher-js on a ping_interval=1 app stays connected (answers server pings)', async (t) => {
     const P = apps.ping;
     const p = pusherClient(t, port, P.key);

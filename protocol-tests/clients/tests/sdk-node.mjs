@@ -78,6 +78,14 @@ export default async function (env) {
     eq(r.status, 200, 'status');
     eq(r.body.users.map((u) => u.id).sort(), ['1', '2'], 'ids');
   });
+  await check(R.conn, 'node SDK get /connections reflects newly opened sockets', async (t) => {
+    const N = apps.noclient, np = sdk(port, N);
+    const before = await viaSdk(np.get({ path: '/connections' }));
+    eq(before.status, 200, 'status');
+    await connect(t, port, N.key); await connect(t, port, N.key);
+    const after = await viaSdk(np.get({ path: '/connections' }));
+    deepEq(after.body, { connections: before.body.connections + 2 }, 'body');
+  });
   await check(R.term, 'node SDK terminateUserConnections: {} and the user\'s sockets close 4009', async (t) => {
     const a = await connect(t, port, M.key), a2 = await connect(t, port, M.key), b = await connect(t, port, M.key);
     for (const [c, id] of [[a, 'sdk-term'], [a2, 'sdk-term'], [b, 'sdk-keep']]) { c.send({ event: 'pusher:signin', data: p.authenticateUser(c.socketId, { id }) }); await c.next('pusher:signin_success'); }

@@ -226,6 +226,14 @@ export default async function (env) {
     b2.close();
     await a.next('pusher_internal:member_removed');
   });
+  await check(R.pres, 'user_id 5 (number) and "5" (string) are the same member', async (t) => {
+    const a = await connect(t, port, M.key), b = await connect(t, port, M.key);
+    const ch = uniq('presence-raw');
+    await presence(a, ch, 5);
+    const f = await presence(b, ch, '5');
+    eq(JSON.parse(f.data).presence.count, 1, 'count');
+    await a.none('pusher_internal:member_added', 400, 'member_added for the same user');
+  });
   await check(R.pres, 're-subscribing a presence channel does not duplicate membership', async (t) => {
     const a = await connect(t, port, M.key);
     const ch = uniq('presence-raw');
@@ -295,6 +303,19 @@ export default async function (env) {
     await presence(c, ch, '1');
     deepEq(await c.next(), { event: 'prc', channel: ch, data: 'pres' }, 'replayed frame');
   });
+  await check(R.cache, 'cached event expires after cache_ttl (1 s on small app): cache_miss', async (t) => {
+    const ch = uniq('cache-ttl');
+    eq((await trigger(S, { name: 'short', data: 'lived', channel: ch })).status, 200, 'status');
+    const a = await connect(t, port, S.key);
+    a.subscribe(ch);
+    eq((await a.next()).event, 'pusher_internal:subscription_succeeded', 'first');
+    deepEq(await a.next(), { event: 'short', channel: ch, data: 'lived' }, 'replay while fresh');
+    await sleep(2200);
+    const b = await connect(t, port, S.key);
+    b.subscribe(ch);
+    eq((await b.next()).event, 'pusher_internal:subscription_succeeded', 'first');
+    deepEq(await b.next(), { event: 'pusher:cache_miss', channel: ch }, 'after the TTL');
+  }, 6000);
   await check(R.cache, 'GET channel ?info=cache returns {data, ttl}', async (t) => {
     const ch = uniq('cache-raw');
     await trigger(M, { name: 'cached', data: 'payload', channel: ch });
