@@ -149,6 +149,8 @@ pub async fn sniff(stream: &TcpStream, prefix: &str) -> Option<Sniffed> {
 }
 
 /// Completes the WebSocket handshake on a sniffed connection and runs it.
+// The handshake callback's error type is tungstenite's `ErrorResponse`, not ours to shrink.
+#[allow(clippy::result_large_err)]
 pub async fn accept(stream: TcpStream, sniffed: Sniffed, ctx: Arc<SocketContext>) {
     let app = ctx.apps.by_key(&sniffed.app_key).cloned();
     let config = connection::ws_config(app.as_deref());
