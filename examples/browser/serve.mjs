@@ -5,6 +5,7 @@
 import http from 'node:http';
 import fs from 'node:fs';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 
 const here = path.dirname(new URL(import.meta.url).pathname);
 const TYPES = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.css': 'text/css' };
@@ -54,7 +55,7 @@ export function createDemoServer({ signer, nodeModules }) {
 // By hand: HERALD_PORT=8080 node serve.mjs (run from a folder whose node_modules has
 // pusher, pusher-js and laravel-echo, e.g. protocol-tests/clients), then open
 // http://127.0.0.1:8000/?port=8080&key=app-key&user=1&name=Ann
-if (import.meta.url === `file://${process.argv[1]}`) {
+if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href) {
   const { createRequire } = await import('node:module');
   const require = createRequire(path.join(process.cwd(), 'index.js'));
   const Pusher = require('pusher');
