@@ -91,7 +91,9 @@ export default async function (env) {
   await check(R.query, 'GET /channels lists occupied channels only', async (t) => {
     const c = await connect(t, port, M.key);
     const pre = uniq('q');
-    await c.subscribeOk(`${pre}-a`); await c.subscribeOk(`${pre}-b`);
+    await c.subscribeOk(`${pre}-a`); await c.subscribeOk(`${pre}-b`); await c.subscribeOk(`${pre}-gone`);
+    c.send({ event: 'pusher:unsubscribe', data: { channel: `${pre}-gone` } });
+    await sleep(300);
     const r = await signed(port, M, 'GET', `/apps/${M.id}/channels`, { params: { filter_by_prefix: pre } });
     eq(r.status, 200, 'status');
     deepEq(r.body, { channels: { [`${pre}-a`]: {}, [`${pre}-b`]: {} } }, 'body');

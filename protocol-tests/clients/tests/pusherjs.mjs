@@ -100,6 +100,13 @@ export default async function (env) {
     eq((await viaSdk(signer.triggerBatch([{ channel: ch.name, name: 'encb', data: { n: 42 } }]))).status, 200, 'status');
     deepEq(await got, { n: 42 }, 'decrypted data');
   });
+  await check(R.enc, 'pusher-js decrypts a replayed private-encrypted-cache- event', async (t) => {
+    const name = uniq('private-encrypted-cache-pjs');
+    eq((await viaSdk(signer.trigger(name, 'last', { secret: 'cached' }))).status, 200, 'status');
+    const p = pusherClient(t, port, M.key, { signer });
+    const ch = p.subscribe(name);
+    deepEq(await once((cb) => ch.bind('last', cb), 4000, 'replayed event'), { secret: 'cached' }, 'decrypted replay');
+  });
   await check(R.cev, 'pusher-js client event on private channel reaches the other client, not the sender', async (t) => {
     const name = uniq('private-pjs');
     const a = pusherClient(t, port, M.key, { signer }), b = pusherClient(t, port, M.key, { signer });

@@ -136,6 +136,13 @@ export default async function (env) {
     const f = await c.next('my-event');
     deepEq(f, { event: 'my-event', channel: ch, data }, 'frame');
   });
+  await check(R.pub, 'every allowed name character [-a-zA-Z0-9_=@,.;] and a 200-char name subscribe', async (t) => {
+    const c = await connect(t, port, M.key);
+    await c.subscribeOk(`${uniq('chars')}-_=@,.;AZaz09`);
+    const long = `${uniq('long')}-`.padEnd(200, 'x');
+    eq(long.length, 200, 'name length');
+    await c.subscribeOk(long);
+  });
   await check(R.pub, 're-subscribing re-sends subscription_succeeded, events not duplicated', async (t) => {
     const c = await connect(t, port, M.key);
     const ch = uniq('pub');
@@ -180,6 +187,18 @@ export default async function (env) {
     eq([...d.presence.ids].sort(), ['1', '2'], 'ids');
     deepEq(d.presence.hash, { 1: { name: 'Ann' }, 2: null }, 'hash (user_info null when absent)');
     eq(d.presence.count, 2, 'count');
+  });
+  await check(R.pres, 'channel_data is verified byte-exact (odd spacing, unicode) and user_info parsed from it', async (t) => {
+    const { hmac } = await import('../lib/http.mjs');
+    const a = await connect(t, port, M.key);
+    const ch = uniq('presence-raw');
+    const channel_data = '{ "user_id" : "u-1",  "user_info" : {"name":"Zoë"} }';
+    const f = await a.subscribeOk(ch, `${M.key}:${hmac(M.secret, `${a.socketId}:${ch}:${channel_data}`)}`, channel_data);
+    deepEq(JSON.parse(f.data).presence.hash, { 'u-1': { name: 'Zoë' } }, 'hash');
+    const b = await connect(t, port, M.key);
+    const reformatted = JSON.stringify(JSON.parse(channel_data));
+    b.subscribe(ch, `${M.key}:${hmac(M.secret, `${b.socketId}:${ch}:${channel_data}`)}`, reformatted);
+    await expectSubError(b, ch, 'AuthError', 401, 4009, 'Connection is unauthorized');
   });
   await check(R.pres, 'member_added exact frame to others, not to the joiner', async (t) => {
     const a = await connect(t, port, M.key), b = await connect(t, port, M.key);
@@ -316,6 +335,21 @@ export default async function (env) {
     eq((await b.next()).event, 'pusher_internal:subscription_succeeded', 'first');
     deepEq(await b.next(), { event: 'pusher:cache_miss', channel: ch }, 'after the TTL');
   }, 6000);
+  await check(R.cache, 'GET cache channel with nothing stored: "cache": null', async () => {
+    const r = await signed(port, M, 'GET', `/apps/${M.id}/channels/${uniq('cache-none')}`, { params: { info: 'cache' } });
+    eq(r.status, 200, 'status');
+    assert('cache' in r.body && r.body.cache === null, `body ${r.text}`);
+  });
+  await check(R.cache, 'private-encrypted-cache-: ciphertext stored and replayed untouched', async (t) => {
+    const ch = uniq('private-encrypted-cache-raw');
+    const data = JSON.stringify({ nonce: 'bm9uY2U=', ciphertext: 'Y2lwaGVy' });
+    eq((await trigger(M, { name: 'sealed', data, channel: ch })).status, 200, 'status');
+    const c = await connect(t, port, M.key);
+    await c.subscribeOk(ch, signer.authorizeChannel(c.socketId, ch).auth);
+    deepEq(await c.next(), { event: 'sealed', channel: ch, data }, 'replayed frame');
+    c.send({ event: 'client-x', channel: ch, data: {} });
+    eq((await c.next('pusher:error')).data.code, 4301, 'client event on encrypted cache channel');
+  });
   await check(R.cache, 'GET channel ?info=cache returns {data, ttl}', async (t) => {
     const ch = uniq('cache-raw');
     await trigger(M, { name: 'cached', data: 'payload', channel: ch });
@@ -337,6 +371,12 @@ export default async function (env) {
     const c = await connect(t, port, M.key);
     c.subscribe('bad channel!');
     await expectSubError(c, 'bad channel!', 'InvalidChannel', 400, 4200);
+  });
+  await check(R.suberr, '201-char name on default app: InvalidChannel/400', async (t) => {
+    const c = await connect(t, port, M.key);
+    const ch = 'y'.repeat(201);
+    c.subscribe(ch);
+    await expectSubError(c, ch, 'InvalidChannel', 400, 4200);
   });
   await check(R.suberr, 'channel name over max_channel_name_length: InvalidChannel/400', async (t) => {
     const c = await connect(t, port, S.key);
@@ -554,6 +594,14 @@ export default async function (env) {
     c.send({ event: 'pusher:signin', data: { auth, user_data } });
     eq((await c.next('pusher:error')).data.code, 4009, 'code');
     await c.alive();
+  });
+  await check(R.signin, 'user_data with a numeric id: pusher:error 4009', async (t) => {
+    const c = await connect(t, port, M.key);
+    const user_data = JSON.stringify({ id: 5 });
+    const { hmac } = await import('../lib/http.mjs');
+    c.send({ event: 'pusher:signin', data: { auth: `${M.key}:${hmac(M.secret, `${c.socketId}::user::${user_data}`)}`, user_data } });
+    eq((await c.next('pusher:error')).data.code, 4009, 'code');
+    await c.none('pusher:signin_success', 200, 'signin_success');
   });
   await check(R.signin, 'signed-in socket subscribes #server-to-user-<id> and receives sendToUser', async (t) => {
     const c = await connect(t, port, M.key);
