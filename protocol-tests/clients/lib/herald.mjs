@@ -39,15 +39,20 @@ export class Herald {
     this.logPath = path.join(ARTIFACTS, `herald-${name}.log`);
     this.proc = null;
     this.port = null;
-    this.prefix = extraArgs.includes('--path') ? extraArgs[extraArgs.indexOf('--path') + 1] : (config.server?.path || '');
+    this.prefix = extraArgs.includes('--path') ? extraArgs[extraArgs.indexOf('--path') + 1] : (config?.server?.path || '');
   }
 
   async start(port) {
     this.port = port || this.port || await freePort();
-    fs.writeFileSync(this.configPath, toToml({ server: { host: '127.0.0.1', port: this.port, ...this.config.server }, apps: this.config.apps }));
+    let args;
+    if (this.config) {
+      fs.writeFileSync(this.configPath, toToml({ server: { host: '127.0.0.1', port: this.port, ...this.config.server }, apps: this.config.apps }));
+      args = ['start', '--config', this.configPath, '--host', '127.0.0.1', '--port', String(this.port), ...this.extraArgs];
+    } else {
+      args = ['start', ...this.extraArgs]; // config = null: caller passes everything (e.g. --env-file)
+    }
     const log = fs.openSync(this.logPath, 'a');
-    fs.writeSync(log, `\n===== ${new Date().toISOString()} start ${this.name} on ${this.port} =====\n`);
-    const args = ['start', '--config', this.configPath, '--host', '127.0.0.1', '--port', String(this.port), ...this.extraArgs];
+    fs.writeSync(log, `\n===== ${new Date().toISOString()} start ${this.name} on ${this.port}: ${args.join(' ')} =====\n`);
     this.proc = spawn(this.bin, args, { stdio: ['ignore', log, log], env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info' } });
     fs.closeSync(log);
     this.exited = new Promise((res) => this.proc.on('exit', (code, signal) => { this.exitInfo = { code, signal }; res(this.exitInfo); }));
