@@ -1,5 +1,6 @@
 // Laravel-style front end: Echo (broadcaster "reverb") over pusher-js, talking to Herald.
-// Query string: host, port, key, user (id), name, room, path (optional ws path prefix).
+// Query string: host, port, key, user (id), name, room, path (optional ws path prefix),
+// broadcaster ('reverb', the default, or 'pusher').
 (function () {
   var q = new URLSearchParams(location.search);
   var user = q.get('user') || '1';
@@ -9,8 +10,10 @@
   $('whoami').textContent = '— ' + name + ' (#' + user + ')';
 
   var EchoCtor = window.Echo && window.Echo.default ? window.Echo.default : window.Echo;
+  var broadcaster = q.get('broadcaster') || 'reverb';
   var echo = new EchoCtor({
-    broadcaster: 'reverb',
+    broadcaster: broadcaster,
+    cluster: broadcaster === 'pusher' ? 'mt1' : undefined,
     key: q.get('key') || 'app-key',
     wsHost: q.get('host') || location.hostname,
     wsPort: Number(q.get('port') || 8080),

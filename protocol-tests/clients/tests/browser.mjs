@@ -84,6 +84,20 @@ export default async function (env) {
       eq(sig, '89504e470d0a1a0a', 'PNG signature');
     }, 6000);
 
+    await check(R.echo, `${tag} a tab using broadcaster 'pusher' (Cy) joins the same presence list`, async () => {
+      assert(ctx && ann, 'no browser');
+      const cy = await ctx.newPage();
+      try {
+        await cy.goto(pageUrl(3, 'Cy') + '&broadcaster=pusher', { waitUntil: 'load', timeout: 5000 });
+        await cy.waitForFunction(() => document.body.dataset.state === 'connected', null, { timeout: 5000 });
+        await cy.waitForSelector('#members li[data-user-id="1"]', { timeout: 5000 });
+        await ann.waitForSelector('#members li[data-user-id="3"]', { timeout: 4000 });
+      } finally {
+        await cy.close();
+      }
+      await ann.waitForSelector('#members li[data-user-id="3"]', { state: 'detached', timeout: 5000 });
+    }, 15000);
+
     await check(R.echo, `${tag} closing Bob's tab removes him from Ann's list (leaving)`, async () => {
       assert(bob && ann, 'no pages');
       await bob.close(); bob = null;
