@@ -331,3 +331,42 @@ async fn events_only_reach_their_channel() {
     assert_eq!(a.recv().await["channel"], "room-a");
     b.expect_nothing(300).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apps_are_isolated() {
+    let mut cfg = config();
+    cfg.apps.push(herald::config::AppConfig::new(
+        "app-two",
+        "key-two",
+        "secret-two",
+    ));
+    let srv = start(cfg).await;
+    let mut one = srv.client().await;
+    one.subscribe("shared-name").await;
+    let ws = ws_open(srv.addr, &format!("/app/key-two?{PJS_QUERY}"), None)
+        .await
+        .unwrap();
+    let mut two = Client::established(ws).await;
+    two.subscribe("shared-name").await;
+    // Private auth is signed with the second app's secret.
+    let auth = format!(
+        "key-two:{}",
+        hmac_hex("secret-two", &format!("{}:private-two", two.socket_id))
+    );
+    two.send_subscribe(json!({"channel":"private-two","auth":auth}))
+        .await;
+    two.expect_succeeded("private-two").await;
+    srv.api().trigger(&["shared-name"], "for-one", "1").await;
+    assert_eq!(one.recv().await["event"], "for-one");
+    two.expect_nothing(300).await;
+    let mut api2 = Api::new(srv.addr, "", "key-two", "secret-two");
+    api2.app_id = "app-two".into();
+    api2.trigger(&["shared-name"], "for-two", "2").await;
+    assert_eq!(two.recv().await["event"], "for-two");
+    one.expect_nothing(300).await;
+    assert_eq!(api2.connections().await, 1);
+    // App one's key cannot sign for app two.
+    let mut cross = Api::new(srv.addr, "", KEY, SECRET);
+    cross.app_id = "app-two".into();
+    assert_eq!(cross.get(&cross.app_path("/channels"), &[]).await.0, 401);
+}

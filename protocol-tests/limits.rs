@@ -112,7 +112,9 @@ async fn malformed_subscribe_is_4200() {
         json!({}),
         json!({"channel":"private-x","auth":[]}),
         json!({"channel":"presence-x","auth":"k:s","channel_data":[]}),
-        json!({"channel":"presence-x","auth":"k:s","channel_data":"Hello"}),
+        json!({"channel":"presence-x",
+               "auth":channel_auth(&c.socket_id, "presence-x", Some("Hello")),
+               "channel_data":"Hello"}),
     ] {
         c.send_json(&json!({"event":"pusher:subscribe","data":data}))
             .await;
