@@ -136,7 +136,7 @@ pub struct AppConfig {
     #[serde(default = "d200")]
     pub max_event_name_length: usize,
     /// Client events one connection may send per second; over it, `pusher:error` 4301.
-    #[serde(default = "d10")]
+    #[serde(default = "d10_u32")]
     pub client_events_per_second: u32,
     /// Seconds a cache channel keeps its last event.
     #[serde(default = "d1800")]
@@ -150,6 +150,9 @@ fn default_client_events() -> ClientEventsFrom {
     ClientEventsFrom::Members
 }
 fn d10() -> usize {
+    10
+}
+fn d10_u32() -> u32 {
     10
 }
 fn d30() -> u64 {
@@ -400,14 +403,20 @@ impl Config {
                 ("max_batch_size", app.max_batch_size),
                 ("max_channel_name_length", app.max_channel_name_length),
                 ("max_event_name_length", app.max_event_name_length),
-                ("client_events_per_second", app.client_events_per_second as usize),
+                (
+                    "client_events_per_second",
+                    app.client_events_per_second as usize,
+                ),
                 ("cache_ttl", app.cache_ttl as usize),
             ];
             if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
                 return invalid(&k(name), "must be greater than 0");
             }
             if app.allowed_origins.is_empty() {
-                return invalid(&k("allowed_origins"), "must list at least one origin, or \"*\"");
+                return invalid(
+                    &k("allowed_origins"),
+                    "must list at least one origin, or \"*\"",
+                );
             }
         }
         Ok(())
@@ -509,7 +518,9 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_refused_by_name() {
-        let e = Config::from_toml("[server]\nprot = 1\n").unwrap_err().to_string();
+        let e = Config::from_toml("[server]\nprot = 1\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("prot"), "{e}");
         let e = Config::from_toml("[[apps]]\nid='a'\nkey='b'\nsecret='c'\nping=3\n")
             .unwrap_err()

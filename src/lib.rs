@@ -1,6 +1,18 @@
 //! Herald: a standalone Pusher Channels protocol server, a drop-in replacement for Laravel Reverb.
 //!
-//! The modules follow the layering of `docs/architecture.md`: wire types and config at the bottom,
-//! the adapter seam in the middle, socket and HTTP handlers above it, `server` composing them.
+//! The modules follow the layering of `docs/architecture.md` (a module imports only from lower
+//! layers): wire types and config at the bottom (`config`, `protocol`), app registry and
+//! per-socket outboxes (`apps`, `outbox`), pure signatures and channel membership (`auth`,
+//! `channels`), the cross-socket seam (`adapter`), the WebSocket and HTTP sides (`socket`,
+//! `http`), and `server` composing them.
 
+pub mod adapter;
+pub mod apps;
+pub mod auth;
+pub mod channels;
 pub mod config;
+pub mod http;
+pub mod outbox;
+pub mod protocol;
+pub mod server;
+pub mod socket;

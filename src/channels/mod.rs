@@ -1,0 +1,316 @@
+//! Local channel membership of one app: channel → subscribers (their outboxes), plus presence
+//! members. Joining and leaving queue the protocol frames that must go out atomically with the
+//! change (subscription_succeeded to the joiner, member_added/removed to the others) and return
+//! the transitions (occupied, vacated, member added/removed) for the caller to act on.
+
+pub mod cache;
+pub mod presence;
+
+use std::collections::HashMap;
+
+use dashmap::DashMap;
+
+use crate::outbox::{Outbox, SocketId};
+use crate::protocol::outbound::{self, Frame};
+use crate::protocol::PusherError;
+pub use presence::{MemberData, Presence};
+
+#[derive(Debug)]
+struct Subscriber {
+    outbox: Outbox,
+    /// The presence identity this socket joined as (presence channels only).
+    member: Option<std::sync::Arc<str>>,
+}
+
+#[derive(Debug, Default)]
+struct Channel {
+    subscribers: HashMap<SocketId, Subscriber>,
+    presence: Option<Presence>,
+}
+
+/// What a subscribe changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Joined {
+    /// The channel went from 0 to 1 subscriber.
+    pub occupied: bool,
+    /// A presence user got their first socket in the channel.
+    pub member_added: bool,
+    /// The socket was already subscribed (only subscription_succeeded was re-sent).
+    pub already: bool,
+}
+
+/// What an unsubscribe changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Left {
+    /// The channel went from 1 to 0 subscribers.
+    pub vacated: bool,
+    /// A presence user's last socket left.
+    pub member_removed: bool,
+}
+
+/// Counts for one channel, as the HTTP API reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ChannelCounts {
+    /// Connections subscribed.
+    pub subscriptions: usize,
+    /// Distinct presence users (presence channels only).
+    pub users: Option<usize>,
+}
+
+/// Every channel of one app on this node.
+#[derive(Debug, Default)]
+pub struct ChannelRegistry {
+    channels: DashMap<String, Channel>,
+}
+
+impl ChannelRegistry {
+    /// Subscribes `outbox` to `name`. Queues subscription_succeeded (with the presence snapshot)
+    /// and then `after` (a cache replay) to the joiner, and member_added to the others, all under
+    /// the channel's lock so no broadcast can slip between them.
+    pub fn subscribe(
+        &self,
+        name: &str,
+        outbox: &Outbox,
+        member: Option<&MemberData>,
+        max_members: usize,
+        after: Option<Frame>,
+    ) -> Result<Joined, PusherError> {
+        let mut ch = self.channels.entry(name.to_owned()).or_default();
+        let id = outbox.id();
+        let mut joined = Joined {
+            occupied: ch.subscribers.is_empty(),
+            ..Joined::default()
+        };
+        if ch.subscribers.contains_key(&id) {
+            joined.already = true;
+        } else if let Some(m) = member {
+            let presence = ch.presence.get_or_insert_with(Presence::default);
+            match presence.join(m, max_members) {
+                Ok(added) => joined.member_added = added,
+                Err(e) => {
+                    let empty = ch.subscribers.is_empty();
+                    drop(ch);
+                    if empty {
+                        self.channels
+                            .remove_if(name, |_, c| c.subscribers.is_empty());
+                    }
+                    return Err(e);
+                }
+            }
+            ch.subscribers.insert(
+                id,
+                Subscriber {
+                    outbox: outbox.clone(),
+                    member: Some(m.key.clone()),
+                },
+            );
+        } else {
+            ch.subscribers.insert(
+                id,
+                Subscriber {
+                    outbox: outbox.clone(),
+                    member: None,
+                },
+            );
+        }
+        let succeeded = match &ch.presence {
+            Some(p) => outbound::presence_succeeded(name, &p.snapshot()),
+            None => outbound::subscription_succeeded(name),
+        };
+        outbox.try_send(succeeded);
+        if let Some(frame) = after {
+            outbox.try_send(frame);
+        }
+        if joined.member_added {
+            if let Some(m) = member {
+                let frame = outbound::member_added(name, &m.user_id, &m.user_info);
+                fan_out(&ch, &frame, Some(id));
+            }
+        }
+        Ok(joined)
+    }
+
+    /// Removes one socket from `name`; `None` if it was not subscribed.
+    pub fn unsubscribe(&self, name: &str, id: SocketId) -> Option<Left> {
+        let mut ch = self.channels.get_mut(name)?;
+        let sub = ch.subscribers.remove(&id)?;
+        let mut left = Left {
+            vacated: ch.subscribers.is_empty(),
+            ..Left::default()
+        };
+        if let (Some(key), Some(presence)) = (sub.member, ch.presence.as_mut()) {
+            if let Some(user_id) = presence.leave(&key) {
+                left.member_removed = true;
+                fan_out(&ch, &outbound::member_removed(name, &user_id), None);
+            }
+        }
+        drop(ch);
+        if left.vacated {
+            self.channels
+                .remove_if(name, |_, c| c.subscribers.is_empty());
+        }
+        Some(left)
+    }
+
+    /// Queues `frame` for every subscriber of `name` except `except`; returns how many got it.
+    pub fn publish(&self, name: &str, frame: &Frame, except: Option<SocketId>) -> usize {
+        match self.channels.get(name) {
+            Some(ch) => fan_out(&ch, frame, except),
+            None => 0,
+        }
+    }
+
+    /// Whether `id` is subscribed to `name` (client events require it).
+    pub fn is_subscribed(&self, name: &str, id: SocketId) -> bool {
+        self.channels
+            .get(name)
+            .is_some_and(|c| c.subscribers.contains_key(&id))
+    }
+
+    /// Counts for one channel (zero when unoccupied).
+    pub fn counts(&self, name: &str) -> ChannelCounts {
+        self.channels
+            .get(name)
+            .map(|c| counts_of(&c))
+            .unwrap_or_default()
+    }
+
+    /// Occupied channels whose name starts with `prefix`, with their counts.
+    pub fn list(&self, prefix: &str) -> Vec<(String, ChannelCounts)> {
+        self.channels
+            .iter()
+            .filter(|e| e.key().starts_with(prefix) && !e.subscribers.is_empty())
+            .map(|e| (e.key().clone(), counts_of(&e)))
+            .collect()
+    }
+
+    /// The ids (string form) of a presence channel's distinct users.
+    pub fn user_ids(&self, name: &str) -> Vec<std::sync::Arc<str>> {
+        self.channels
+            .get(name)
+            .and_then(|c| c.presence.as_ref().map(Presence::user_ids))
+            .unwrap_or_default()
+    }
+
+    /// Outboxes of every socket that joined any presence channel as user `key`.
+    pub fn presence_sockets(&self, key: &str) -> Vec<Outbox> {
+        let mut found = Vec::new();
+        for ch in self.channels.iter() {
+            if ch.presence.is_none() {
+                continue;
+            }
+            found.extend(
+                ch.subscribers
+                    .values()
+                    .filter(|s| s.member.as_deref() == Some(key))
+                    .map(|s| s.outbox.clone()),
+            );
+        }
+        found
+    }
+}
+
+fn counts_of(c: &Channel) -> ChannelCounts {
+    ChannelCounts {
+        subscriptions: c.subscribers.len(),
+        users: c.presence.as_ref().map(Presence::count),
+    }
+}
+
+fn fan_out(ch: &Channel, frame: &Frame, except: Option<SocketId>) -> usize {
+    let mut sent = 0;
+    for (id, sub) in &ch.subscribers {
+        if Some(*id) != except && sub.outbox.try_send(frame.clone()) {
+            sent += 1;
+        }
+    }
+    sent
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::VecDeque;
+
+    fn socket() -> Outbox {
+        Outbox::new(SocketId::generate(), 64)
+    }
+
+    fn drain(o: &Outbox) -> Vec<String> {
+        let mut buf = VecDeque::new();
+        o.drain(&mut buf);
+        buf.iter().map(|f| f.as_str().to_owned()).collect()
+    }
+
+    fn member(id: &str) -> MemberData {
+        MemberData::from_channel_data(&format!(r#"{{"user_id":"{id}"}}"#), 1024).unwrap()
+    }
+
+    #[test]
+    fn public_join_publish_leave() {
+        let reg = ChannelRegistry::default();
+        let (a, b) = (socket(), socket());
+        assert!(reg.subscribe("c", &a, None, 100, None).unwrap().occupied);
+        assert!(!reg.subscribe("c", &b, None, 100, None).unwrap().occupied);
+        assert!(reg.subscribe("c", &b, None, 100, None).unwrap().already);
+        drain(&a);
+        drain(&b);
+        let f = outbound::event("e", "c", Some("d"), None);
+        assert_eq!(reg.publish("c", &f, Some(a.id())), 1);
+        assert!(drain(&a).is_empty());
+        assert_eq!(drain(&b).len(), 1);
+        assert_eq!(reg.counts("c").subscriptions, 2);
+        assert!(!reg.unsubscribe("c", a.id()).unwrap().vacated);
+        assert!(reg.unsubscribe("c", a.id()).is_none());
+        assert!(reg.unsubscribe("c", b.id()).unwrap().vacated);
+        assert!(reg.list("").is_empty());
+    }
+
+    #[test]
+    fn presence_transitions_with_two_tabs() {
+        let reg = ChannelRegistry::default();
+        let (tab1, tab2, other) = (socket(), socket(), socket());
+        let ch = "presence-room";
+        reg.subscribe(ch, &other, Some(&member("o")), 100, None)
+            .unwrap();
+        drain(&other);
+        let j = reg
+            .subscribe(ch, &tab1, Some(&member("u")), 100, None)
+            .unwrap();
+        assert!(j.member_added);
+        assert_eq!(drain(&other).len(), 1, "member_added once");
+        let j = reg
+            .subscribe(ch, &tab2, Some(&member("u")), 100, None)
+            .unwrap();
+        assert!(!j.member_added);
+        assert!(drain(&other).is_empty(), "no second member_added");
+        let snap = drain(&tab2);
+        assert!(snap[0].contains(r#"\"count\":2"#), "{snap:?}");
+        assert_eq!(reg.counts(ch).users, Some(2));
+        assert!(!reg.unsubscribe(ch, tab1.id()).unwrap().member_removed);
+        assert!(drain(&other).is_empty());
+        assert!(reg.unsubscribe(ch, tab2.id()).unwrap().member_removed);
+        assert!(drain(&other)[0].contains("member_removed"));
+        assert_eq!(reg.presence_sockets("o").len(), 1);
+    }
+
+    #[test]
+    fn member_limit_leaves_no_empty_channel() {
+        let reg = ChannelRegistry::default();
+        let a = socket();
+        let err = reg.subscribe("presence-x", &a, Some(&member("a")), 0, None);
+        assert_eq!(err, Err(PusherError::MemberLimit));
+        assert!(reg.channels.get("presence-x").is_none());
+    }
+
+    #[test]
+    fn replay_follows_succeeded() {
+        let reg = ChannelRegistry::default();
+        let a = socket();
+        let miss = outbound::cache_miss("cache-x");
+        reg.subscribe("cache-x", &a, None, 100, Some(miss)).unwrap();
+        let frames = drain(&a);
+        assert!(frames[0].contains("subscription_succeeded"));
+        assert!(frames[1].contains("cache_miss"));
+    }
+}

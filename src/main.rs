@@ -1,0 +1,159 @@
+//! The `herald` binary: CLI → config → tracing → `Server::run` with a SIGTERM/SIGINT shutdown.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use herald::config::{parse_env_file, CliOverrides, Config};
+use herald::server::Server;
+
+/// Herald: a Pusher Channels protocol server, drop-in for Laravel Reverb.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Start {
+        #[command(flatten)]
+        source: Source,
+        /// Address to bind (overrides config and REVERB_SERVER_HOST).
+        #[arg(long)]
+        host: Option<String>,
+        /// Port to bind (overrides config and REVERB_SERVER_PORT).
+        #[arg(long)]
+        port: Option<u16>,
+        /// Route prefix, e.g. /ws (overrides config and REVERB_SERVER_PATH).
+        #[arg(long)]
+        path: Option<String>,
+        /// Log every connection, message and refusal.
+        #[arg(long)]
+        debug: bool,
+    },
+    /// Validate the config and print the effective values with secrets masked.
+    CheckConfig {
+        #[command(flatten)]
+        source: Source,
+    },
+}
+
+#[derive(Args)]
+struct Source {
+    /// TOML config file; without it the embedded default (one app: app-id/app-key/app-secret) is used.
+    #[arg(long, env = "HERALD_CONFIG")]
+    config: Option<PathBuf>,
+    /// A Laravel .env file to read REVERB_* variables from (the process env wins).
+    #[arg(long)]
+    env_file: Option<PathBuf>,
+}
+
+fn load(source: &Source, cli: &CliOverrides) -> anyhow::Result<(Config, String)> {
+    let (mut config, mut origin) = match &source.config {
+        Some(path) => (
+            Config::from_file(path)?,
+            format!("config file {}", path.display()),
+        ),
+        None => (Config::embedded(), "the embedded default config".to_owned()),
+    };
+    let mut vars: HashMap<String, String> = match &source.env_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read env file {}", path.display()))?;
+            parse_env_file(&text)
+        }
+        None => HashMap::new(),
+    };
+    vars.extend(std::env::vars().filter(|(k, _)| k.starts_with("REVERB_")));
+    if vars.keys().any(|k| k.starts_with("REVERB_")) {
+        origin.push_str(" with REVERB_* environment overrides");
+    }
+    config.apply_env(&vars)?;
+    config.apply_cli(cli);
+    config.validate()?;
+    Ok((config, origin))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("SIGINT received"),
+        _ = term => tracing::info!("SIGTERM received"),
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::CheckConfig { source } => {
+            let (config, origin) = load(&source, &CliOverrides::default())?;
+            println!("# valid: {origin}");
+            print!("{}", config.to_masked_toml());
+            Ok(())
+        }
+        Command::Start {
+            source,
+            host,
+            port,
+            path,
+            debug,
+        } => {
+            let level = if debug { "debug" } else { "info" };
+            let filter =
+                tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                    tracing_subscriber::EnvFilter::new(format!("herald={level},warn"))
+                });
+            tracing_subscriber::fmt().with_env_filter(filter).init();
+            let (config, origin) = load(&source, &CliOverrides { host, port, path })?;
+            let embedded = source.config.is_none()
+                && config.apps.len() == 1
+                && config.apps[0].secret == "app-secret";
+            if embedded {
+                tracing::info!(
+                    "Herald {} starting on {origin}: one app, id app-id, key app-key, secret app-secret (development only)",
+                    env!("CARGO_PKG_VERSION")
+                );
+            } else {
+                tracing::info!("Herald {} starting on {origin}", env!("CARGO_PKG_VERSION"));
+            }
+            match rlimit::increase_nofile_limit(u64::MAX) {
+                Ok(n) => tracing::info!("open-file limit: {n}"),
+                Err(e) => tracing::warn!("cannot raise the open-file limit: {e}"),
+            }
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                let server = Server::bind(config.clone()).await?;
+                let addr = server.local_addr();
+                let apps: Vec<&str> = config.apps.iter().map(|a| a.id.as_str()).collect();
+                tracing::info!(
+                    "listening on {addr}{} (WebSocket {}/app/{{key}}, API {}/apps/{{id}}); apps: {}",
+                    config.server.path,
+                    config.server.path,
+                    config.server.path,
+                    apps.join(", ")
+                );
+                server.run(shutdown_signal()).await?;
+                anyhow::Ok(())
+            })
+        }
+    }
+}

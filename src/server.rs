@@ -1,0 +1,200 @@
+//! The composition root: binds one port for WebSocket and HTTP, builds the shared state once,
+//! hands each side its narrow context, routes requests, and shuts down gracefully (stop
+//! accepting, close every socket with 4200, drain with a deadline).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::adapter::Adapter;
+use crate::apps::AppRegistry;
+use crate::config::{Config, ConfigError};
+use crate::http::{self, ApiContext, ApiError};
+use crate::socket::{self, SocketContext};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The config failed validation.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The listener could not bind.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// How often expired cache-channel entries are dropped.
+const CACHE_SWEEP: Duration = Duration::from_secs(60);
+
+/// A bound, not yet running server.
+pub struct Server {
+    listener: TcpListener,
+    router: Arc<Router>,
+    shutdown_timeout: Duration,
+}
+
+/// Per-request routing state: the prefix and each side's context.
+struct Router {
+    prefix: String,
+    sockets: Arc<SocketContext>,
+    api: ApiContext,
+}
+
+impl Server {
+    /// Validates the config, binds the listener and builds the shared state.
+    pub async fn bind(mut config: Config) -> Result<Self, ServerError> {
+        config.validate()?;
+        let addr = format!("{}:{}", config.server.host, config.server.port);
+        let listener = TcpListener::bind(&addr)
+            .await
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        let apps = Arc::new(AppRegistry::new(&config.apps));
+        let adapter = Arc::new(Adapter::local(&apps));
+        let sockets = Arc::new(SocketContext {
+            adapter: adapter.clone(),
+            apps: apps.clone(),
+            shutdown: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            max_queued_frames: config.server.max_queued_frames,
+            max_connections: config.server.max_connections,
+            open: AtomicUsize::new(0),
+        });
+        let api = ApiContext {
+            adapter,
+            apps,
+            max_request_size: config.server.max_request_size,
+        };
+        let router = Arc::new(Router {
+            prefix: config.server.path.clone(),
+            sockets,
+            api,
+        });
+        Ok(Self {
+            listener,
+            router,
+            shutdown_timeout: Duration::from_secs(config.server.shutdown_timeout),
+        })
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Serves until `shutdown` completes, then closes every socket with 4200 and waits for the
+    /// connections to drain, at most `shutdown_timeout`.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
+        let ctx = self.router.sockets.clone();
+        let (token, tracker) = (ctx.shutdown.clone(), ctx.tracker.clone());
+        tracker.spawn(sweep_caches(ctx.adapter.clone(), token.clone()));
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                accepted = self.listener.accept() => match accepted {
+                    Ok((stream, _)) => {
+                        let router = self.router.clone();
+                        tracker.spawn(serve_connection(stream, router, token.clone()));
+                    }
+                    Err(e) => {
+                        tracing::warn!("accept failed: {e}");
+                        tokio::task::yield_now().await;
+                    }
+                },
+            }
+        }
+        drop(self.listener);
+        let open = ctx.open_connections();
+        tracing::info!(open, "shutting down: closing every connection with 4200");
+        token.cancel();
+        tracker.close();
+        if tokio::time::timeout(self.shutdown_timeout, tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("shutdown deadline reached with connections still open");
+        }
+        tracing::info!("shutdown complete");
+        Ok(())
+    }
+}
+
+async fn sweep_caches(adapter: Arc<Adapter>, token: CancellationToken) {
+    let mut tick = tokio::time::interval(CACHE_SWEEP);
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => return,
+            _ = tick.tick() => adapter.sweep(),
+        }
+    }
+}
+
+async fn serve_connection(stream: TcpStream, router: Arc<Router>, token: CancellationToken) {
+    let _ = stream.set_nodelay(true);
+    let service = service_fn(move |req| {
+        let router = router.clone();
+        async move { Ok::<_, Infallible>(router.route(req).await) }
+    });
+    let conn = http1::Builder::new()
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    tokio::select! {
+        result = conn.as_mut() => {
+            if let Err(e) = result {
+                tracing::debug!("http connection error: {e}");
+            }
+        }
+        _ = token.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
+
+impl Router {
+    async fn route(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        let full = req.uri().path().to_owned();
+        let Some(path) = strip_prefix(&full, &self.prefix) else {
+            return ApiError::NotFound.into_response();
+        };
+        if path == "/up" {
+            return http::health();
+        }
+        if let Some(key) = path.strip_prefix("/app/") {
+            return socket::upgrade(req, key, self.sockets.clone());
+        }
+        http::serve(req, path, &self.api).await
+    }
+}
+
+/// `path` without the configured prefix, or `None` when it does not start with it.
+fn strip_prefix<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
+    if prefix.is_empty() {
+        return Some(path);
+    }
+    path.strip_prefix(prefix)
+        .filter(|rest| rest.starts_with('/'))
+}

@@ -1,0 +1,239 @@
+//! One connection's task: admission, `connection_established`, then a single loop over reads,
+//! the outbox, the ping timer and shutdown, and finally a close frame with the right code.
+//! The task owns its [`Session`]; nothing else touches the socket.
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use tokio::time::{sleep, timeout, Instant};
+use tokio_tungstenite::tungstenite::error::Error as WsError;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tokio_tungstenite::WebSocketStream;
+
+use super::session::Session;
+use super::{Admission, SocketContext};
+use crate::apps::App;
+use crate::outbox::{Outbox, SocketId};
+use crate::protocol::outbound::{self, Frame};
+use crate::protocol::PusherError;
+
+type Ws = WebSocketStream<TokioIo<Upgraded>>;
+
+/// Bytes tungstenite reads per syscall. Its default (128 KiB) is allocated per connection;
+/// Pusher frames are small, and a larger message is simply read in more steps.
+const READ_BUFFER: usize = 512;
+/// Bytes buffered before tungstenite writes to the socket (frames are flushed per drain anyway).
+const WRITE_BUFFER: usize = 16 * 1024;
+/// How long a write may stall before the peer is considered gone.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long to wait for the peer's close reply after sending ours.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// Close code and reason for a message over `max_message_size` (Reverb's).
+const TOO_BIG: (u16, &str) = (1009, "Maximum message size exceeded");
+
+/// How the connection loop ended.
+enum End {
+    /// The peer closed or the transport failed: nothing more to send.
+    Gone,
+    /// Close with this Pusher error (a `pusher:error` first, except for slow consumers).
+    Close(PusherError),
+    /// A message over the size limit: close 1009.
+    TooBig,
+}
+
+/// Runs a connection from the upgraded transport to its close.
+pub(super) async fn run(upgraded: Upgraded, ctx: Arc<SocketContext>, adm: Admission) {
+    let app = ctx.apps.by_key(&adm.app_key).cloned();
+    let max_msg = app.as_ref().map_or(10_000, |a| a.config.max_message_size);
+    let config = WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
+        .max_message_size(Some(max_msg))
+        .max_frame_size(Some(max_msg));
+    let io = TokioIo::new(upgraded);
+    let mut ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
+    let open = ctx.open.fetch_add(1, Ordering::AcqRel) + 1;
+    match admit(&ctx, app, &adm, open) {
+        Ok(app) => serve(&mut ws, &ctx, app).await,
+        Err(e) => {
+            tracing::debug!(key = %adm.app_key, "connection refused: {e}");
+            finish(&mut ws, End::Close(e)).await;
+        }
+    }
+    ctx.open.fetch_sub(1, Ordering::AcqRel);
+}
+
+/// Admission checks in Pusher's order; on success the app's connection slot is taken.
+fn admit(
+    ctx: &SocketContext,
+    app: Option<Arc<App>>,
+    adm: &Admission,
+    open: usize,
+) -> Result<Arc<App>, PusherError> {
+    if ctx.max_connections > 0 && open > ctx.max_connections {
+        return Err(PusherError::OverCapacity);
+    }
+    let app = app.ok_or(PusherError::AppNotFound)?;
+    if let Some(p) = &adm.protocol {
+        match p.parse::<u32>() {
+            Ok(4..=7) => {}
+            Ok(_) => return Err(PusherError::UnsupportedProtocol),
+            Err(_) => return Err(PusherError::InvalidVersion),
+        }
+    }
+    if !app.origin_allowed(adm.origin.as_deref()) {
+        return Err(PusherError::OriginNotAllowed);
+    }
+    if !app.try_acquire_connection() {
+        return Err(PusherError::OverQuota);
+    }
+    Ok(app)
+}
+
+async fn serve(ws: &mut Ws, ctx: &SocketContext, app: Arc<App>) {
+    let outbox = Outbox::new(SocketId::generate(), ctx.max_queued_frames);
+    let mut session = Session::new(app.clone(), ctx.adapter.clone(), outbox.clone());
+    let hello = outbound::connection_established(session.socket_id(), app.config.activity_timeout);
+    tracing::debug!(socket = %session.socket_id(), app = %app.id(), "connected");
+    let end = match send(ws, Message::Text(hello)).await {
+        Ok(()) => drive(ws, ctx, &mut session, &outbox, &app).await,
+        Err(()) => End::Gone,
+    };
+    session.close();
+    app.release_connection();
+    tracing::debug!(socket = %session.socket_id(), "disconnected");
+    finish(ws, end).await;
+}
+
+async fn send(ws: &mut Ws, msg: Message) -> Result<(), ()> {
+    match timeout(WRITE_TIMEOUT, ws.send(msg)).await {
+        Ok(Ok(())) => Ok(()),
+        _ => Err(()),
+    }
+}
+
+async fn write_all(ws: &mut Ws, buf: &mut VecDeque<Frame>) -> Result<(), ()> {
+    let write = async {
+        while let Some(frame) = buf.pop_front() {
+            ws.feed(Message::Text(frame)).await?;
+        }
+        ws.flush().await
+    };
+    match timeout(WRITE_TIMEOUT, write).await {
+        Ok(Ok(())) => Ok(()),
+        _ => Err(()),
+    }
+}
+
+async fn drive(
+    ws: &mut Ws,
+    ctx: &SocketContext,
+    session: &mut Session,
+    outbox: &Outbox,
+    app: &App,
+) -> End {
+    let ping_every = Duration::from_secs(app.config.ping_interval);
+    let mut last_seen = Instant::now();
+    let mut pinged = false;
+    let mut control_frames = false;
+    let timer = sleep(ping_every);
+    tokio::pin!(timer);
+    let mut buf = VecDeque::new();
+    loop {
+        tokio::select! {
+            biased;
+            _ = ctx.shutdown.cancelled() => return End::Close(PusherError::ShuttingDown),
+            _ = outbox.ready() => {
+                let close = outbox.drain(&mut buf);
+                if close == Some(PusherError::SlowConsumer) {
+                    buf.clear();
+                    return End::Close(PusherError::SlowConsumer);
+                }
+                if write_all(ws, &mut buf).await.is_err() {
+                    return End::Gone;
+                }
+                if let Some(reason) = close {
+                    return End::Close(reason);
+                }
+            }
+            msg = ws.next() => {
+                last_seen = Instant::now();
+                pinged = false;
+                match msg {
+                    Some(Ok(Message::Text(text))) => session.handle_text(&text),
+                    Some(Ok(Message::Binary(bytes))) => match std::str::from_utf8(&bytes) {
+                        Ok(text) => session.handle_text(text),
+                        Err(_) => {
+                            outbox.try_send(outbound::error(&PusherError::InvalidMessage));
+                        }
+                    },
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => control_frames = true,
+                    Some(Ok(Message::Frame(_))) => {}
+                    Some(Ok(Message::Close(_))) | None => return End::Gone,
+                    Some(Err(WsError::Capacity(_))) => return End::TooBig,
+                    Some(Err(e)) => {
+                        tracing::debug!(socket = %session.socket_id(), "read error: {e}");
+                        return End::Gone;
+                    }
+                }
+            }
+            _ = &mut timer => {
+                let now = Instant::now();
+                if pinged {
+                    return End::Close(PusherError::PongTimeout);
+                }
+                if now >= last_seen + ping_every {
+                    let ping = if control_frames {
+                        Message::Ping(Default::default())
+                    } else {
+                        Message::Text(outbound::ping())
+                    };
+                    if send(ws, ping).await.is_err() {
+                        return End::Gone;
+                    }
+                    pinged = true;
+                    timer.as_mut().reset(now + ping_every);
+                } else {
+                    timer.as_mut().reset(last_seen + ping_every);
+                }
+            }
+        }
+    }
+}
+
+/// Sends the closing `pusher:error` and close frame, then waits briefly for the peer's reply so
+/// the close code is not lost to a TCP reset.
+async fn finish(ws: &mut Ws, end: End) {
+    let (code, reason): (u16, String) = match end {
+        End::Gone => return,
+        End::TooBig => (TOO_BIG.0, TOO_BIG.1.to_owned()),
+        End::Close(err) => {
+            if err != PusherError::SlowConsumer
+                && send(ws, Message::Text(outbound::error(&err)))
+                    .await
+                    .is_err()
+            {
+                return;
+            }
+            (err.code().as_u16(), err.to_string())
+        }
+    };
+    let frame = CloseFrame {
+        code: WsCloseCode::from(code),
+        reason: Utf8Bytes::from(reason),
+    };
+    if send(ws, Message::Close(Some(frame))).await.is_err() {
+        return;
+    }
+    let _ = timeout(CLOSE_GRACE, async {
+        while let Some(Ok(_)) = ws.next().await {}
+    })
+    .await;
+}

@@ -1,0 +1,288 @@
+//! The per-connection protocol state, owned by the connection's task: socket id, subscribed
+//! channels, signed-in user, client-event rate limiter. It turns each parsed client message into
+//! adapter calls and frames queued on the socket's own outbox.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::value::RawValue;
+
+use crate::adapter::Adapter;
+use crate::apps::App;
+use crate::auth;
+use crate::channels::MemberData;
+use crate::outbox::{Outbox, SocketId};
+use crate::protocol::channel::{validate, SERVER_TO_USER_PREFIX};
+use crate::protocol::outbound;
+use crate::protocol::{Access, ChannelKind, ClientMessage, PusherError};
+
+/// A signed-in user (`pusher:signin`).
+struct User {
+    /// The `id` from `user_data`.
+    id: String,
+    /// `user_info` from `user_data`, used for presence joins without `channel_data`.
+    info: Option<Box<RawValue>>,
+}
+
+/// Fixed one-second window counter for client events.
+struct RateLimit {
+    window: Instant,
+    count: u32,
+}
+
+/// Everything one connection knows about itself.
+pub struct Session {
+    app: Arc<App>,
+    adapter: Arc<Adapter>,
+    outbox: Outbox,
+    socket_id: String,
+    /// Subscribed channels → the presence identity used there (presence channels only).
+    channels: HashMap<Box<str>, Option<Arc<str>>>,
+    user: Option<User>,
+    rate: RateLimit,
+}
+
+impl Session {
+    /// A fresh session for an accepted connection.
+    pub fn new(app: Arc<App>, adapter: Arc<Adapter>, outbox: Outbox) -> Self {
+        Self {
+            socket_id: outbox.id().to_string(),
+            app,
+            adapter,
+            outbox,
+            channels: HashMap::new(),
+            user: None,
+            rate: RateLimit {
+                window: Instant::now(),
+                count: 0,
+            },
+        }
+    }
+
+    /// The wire form of this connection's id.
+    pub fn socket_id(&self) -> &str {
+        &self.socket_id
+    }
+
+    fn id(&self) -> SocketId {
+        self.outbox.id()
+    }
+
+    fn send_error(&self, err: &PusherError) {
+        self.outbox.try_send(outbound::error(err));
+    }
+
+    /// Handles one text frame.
+    pub fn handle_text(&mut self, text: &str) {
+        match crate::protocol::inbound::parse(text) {
+            Ok(msg) => self.handle(msg),
+            Err(e) => {
+                tracing::debug!(socket = %self.socket_id, "invalid message: {e}");
+                self.send_error(&e);
+            }
+        }
+    }
+
+    fn handle(&mut self, msg: ClientMessage) {
+        match msg {
+            ClientMessage::Ping => {
+                self.outbox.try_send(outbound::pong());
+            }
+            ClientMessage::Pong | ClientMessage::Ignored => {}
+            ClientMessage::Subscribe {
+                channel,
+                auth,
+                channel_data,
+            } => self.subscribe(channel, auth, channel_data),
+            ClientMessage::Unsubscribe { channel } => {
+                if self.channels.remove(channel.as_str()).is_some() {
+                    self.adapter.unsubscribe(&self.app, &channel, self.id());
+                }
+            }
+            ClientMessage::Signin { auth, user_data } => self.sign_in(&auth, &user_data),
+            ClientMessage::ClientEvent {
+                event,
+                channel,
+                data,
+            } => {
+                if let Err(e) = self.client_event(&event, &channel, data.as_deref()) {
+                    self.send_error(&e);
+                }
+            }
+        }
+    }
+
+    fn subscribe(&mut self, channel: String, auth: Option<String>, data: Option<String>) {
+        let result = self.authorize(&channel, auth.as_deref(), data.as_deref());
+        let outcome = result.and_then(|(kind, member)| {
+            self.adapter
+                .subscribe(&self.app, &channel, kind, &self.outbox, member.as_ref())
+                .map(|_| member)
+                .map_err(|e| (e.to_string(), e))
+        });
+        match outcome {
+            Ok(member) => {
+                self.channels
+                    .insert(channel.into_boxed_str(), member.map(|m| m.key));
+            }
+            Err((detail, err)) => {
+                tracing::debug!(socket = %self.socket_id, %channel, "subscription refused: {detail}");
+                if err != PusherError::InvalidMessage {
+                    let frame = outbound::subscription_error(&channel, &err, &detail);
+                    self.outbox.try_send(frame);
+                }
+                self.send_error(&err);
+            }
+        }
+    }
+
+    /// Checks name and auth; returns the kind and the presence identity. Errors carry the
+    /// detail for `pusher:subscription_error` and the protocol error.
+    #[allow(clippy::type_complexity)]
+    fn authorize(
+        &self,
+        channel: &str,
+        auth: Option<&str>,
+        data: Option<&str>,
+    ) -> Result<(ChannelKind, Option<MemberData>), (String, PusherError)> {
+        let app = &self.app;
+        let kind = validate(channel, app.config.max_channel_name_length)
+            .map_err(|e| (e.to_string(), PusherError::InvalidChannel))?;
+        let unauthorized = |detail: String| (detail, PusherError::Unauthorized);
+        let check = |signed_data: Option<&str>| {
+            let auth = auth
+                .filter(|a| !a.is_empty())
+                .ok_or_else(|| unauthorized("Missing auth signature".to_owned()))?;
+            auth::verify_channel(
+                app.key(),
+                app.secret(),
+                &self.socket_id,
+                channel,
+                signed_data,
+                auth,
+            )
+            .map_err(|e| unauthorized(e.to_string()))
+        };
+        let member = match kind.access {
+            Access::Public => None,
+            Access::Private | Access::Encrypted => {
+                check(None)?;
+                None
+            }
+            Access::Presence => {
+                let max = app.config.max_presence_user_bytes;
+                let as_err = |e: PusherError| (e.to_string(), e);
+                match (data, &self.user) {
+                    (Some(d), _) => {
+                        check(Some(d))?;
+                        Some(MemberData::from_channel_data(d, max).map_err(as_err)?)
+                    }
+                    (None, Some(user)) => {
+                        check(None)?;
+                        let id = serde_json::to_string(&user.id).expect("strings serialise");
+                        let id = RawValue::from_string(id).expect("a JSON string is JSON");
+                        Some(MemberData::build(id, user.info.clone(), max).map_err(as_err)?)
+                    }
+                    (None, None) => {
+                        return Err(unauthorized(
+                            "Presence channels need channel_data or a signed-in user".into(),
+                        ))
+                    }
+                }
+            }
+            Access::ServerToUser => {
+                let wanted = &channel[SERVER_TO_USER_PREFIX.len()..];
+                if self.user.as_ref().map(|u| u.id.as_str()) != Some(wanted) {
+                    return Err(unauthorized(format!("Not signed in as user {wanted}")));
+                }
+                None
+            }
+        };
+        Ok((kind, member))
+    }
+
+    fn sign_in(&mut self, auth: &str, user_data: &str) {
+        let app = &self.app;
+        let verified = auth::verify_user(app.key(), app.secret(), &self.socket_id, user_data, auth);
+        #[derive(serde::Deserialize)]
+        struct UserData {
+            id: serde_json::Value,
+            #[serde(default)]
+            user_info: Option<Box<RawValue>>,
+        }
+        let parsed = serde_json::from_str::<UserData>(user_data)
+            .ok()
+            .and_then(|u| match u.id {
+                serde_json::Value::String(id) if !id.is_empty() => Some((id, u.user_info)),
+                _ => None,
+            });
+        let (id, info) = match (verified, parsed) {
+            (Ok(()), Some(user)) => user,
+            (verified, _) => {
+                tracing::debug!(socket = %self.socket_id, ?verified, "sign-in refused");
+                return self.send_error(&PusherError::SigninFailed);
+            }
+        };
+        match &self.user {
+            Some(current) if current.id != id => {
+                return self.send_error(&PusherError::SigninFailed)
+            }
+            Some(_) => {}
+            None => self.adapter.sign_in(&self.app, &id, &self.outbox),
+        }
+        self.user = Some(User { id, info });
+        self.outbox.try_send(outbound::signin_success(user_data));
+    }
+
+    fn client_event(
+        &mut self,
+        event: &str,
+        channel: &str,
+        data: Option<&str>,
+    ) -> Result<(), PusherError> {
+        let cfg = &self.app.config;
+        if !self.app.client_events_enabled() {
+            return Err(PusherError::ClientEventsDisabled);
+        }
+        let kind = ChannelKind::of(channel);
+        if !matches!(kind.access, Access::Private | Access::Presence) {
+            return Err(PusherError::ClientEventChannel);
+        }
+        let member = match self.channels.get(channel) {
+            Some(member) => member.clone(),
+            None => return Err(PusherError::NotAMember),
+        };
+        let now = Instant::now();
+        if now.duration_since(self.rate.window) >= Duration::from_secs(1) {
+            self.rate = RateLimit {
+                window: now,
+                count: 0,
+            };
+        }
+        if self.rate.count >= cfg.client_events_per_second {
+            return Err(PusherError::RateLimited);
+        }
+        self.rate.count += 1;
+        if event.len() > cfg.max_event_name_length {
+            return Err(PusherError::InvalidMessage);
+        }
+        if data.map_or(0, str::len) > cfg.max_event_bytes {
+            return Err(PusherError::EventTooLarge);
+        }
+        let frame = outbound::event(event, channel, data, member.as_deref());
+        self.adapter.relay(&self.app, channel, &frame, self.id());
+        Ok(())
+    }
+
+    /// Leaves every channel and forgets the sign-in; called once when the connection ends.
+    pub fn close(&mut self) {
+        for (channel, _) in self.channels.drain() {
+            self.adapter
+                .unsubscribe(&self.app, &channel, self.outbox.id());
+        }
+        if let Some(user) = self.user.take() {
+            self.adapter.sign_out(&self.app, &user.id, self.outbox.id());
+        }
+    }
+}
