@@ -77,8 +77,7 @@ async fn unknown_pusher_event_is_4200() {
     c.send_json(&json!({"event":"pusher:nonsense","data":{}}))
         .await;
     expect_4200(&mut c).await;
-    c.send_json(&json!({"event":"pusher_internal:subscription_succeeded","data":{}}))
-        .await;
+    c.send_json(&json!({"event":"pusher:","data":{}})).await;
     expect_4200(&mut c).await;
     c.sync().await;
 }
@@ -282,15 +281,12 @@ async fn bad_json_body_is_400() {
     assert_eq!(r.status, 400);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn slow_reader_is_closed_4100_and_others_keep_working() {
+/// A server whose slow reader gets a small receive buffer, subscribed to `firehose`.
+async fn slow_reader_setup() -> (TestServer, Client) {
     let mut cfg = config();
     cfg.server.max_queued_frames = 16;
     cfg.server.max_request_size = 2_000_000;
     let srv = start(cfg).await;
-    let api = srv.api();
-
-    // The slow reader: a small receive buffer, and it never reads until the end.
     let sock = tokio::net::TcpSocket::new_v4().unwrap();
     sock.set_recv_buffer_size(4096).unwrap();
     let stream = sock.connect(srv.addr).await.unwrap();
@@ -299,13 +295,54 @@ async fn slow_reader_is_closed_4100_and_others_keep_working() {
         .unwrap();
     let mut slow = Client::established(ws).await;
     slow.subscribe("firehose").await;
+    (srv, slow)
+}
 
+/// Ten 50 KB events on `firehose`.
+fn firehose_batch() -> Value {
+    let data = "x".repeat(50_000);
+    let item = json!({"name":"big","channel":"firehose","data":data});
+    Value::Array(vec![item; 10])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_reader_burst_then_read_gets_4100() {
+    let (srv, mut slow) = slow_reader_setup().await;
+    let api = srv.api();
+    let batch = firehose_batch();
+    // ~8 MB while the client reads nothing: far more than socket buffers + 16 queued frames.
+    for _ in 0..16 {
+        let (s, b) = api.batch(batch.clone()).await;
+        assert_eq!(s, 200, "{b}");
+    }
+    let (code, _, n) = slow.drain_until_close(Duration::from_secs(20)).await;
+    assert_eq!(code, 4100, "after {n} frames");
+    assert!(
+        n < 160,
+        "all {n} events were delivered: nothing was dropped"
+    );
+    let ok = eventually(Duration::from_secs(2), || {
+        let api = api.clone();
+        async move { api.connections().await == 0 }
+    })
+    .await;
+    assert!(ok, "the slow reader is gone");
+    let mut fresh = srv.client().await;
+    fresh.subscribe("firehose").await;
+    api.trigger(&["firehose"], "small", "1").await;
+    assert_eq!(fresh.recv().await["event"], "small");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_reader_is_closed_4100_and_others_keep_working() {
+    let (srv, mut slow) = slow_reader_setup().await;
+    let api = srv.api();
     let mut other = srv.client().await;
     other.subscribe("quiet").await;
 
-    let data = "x".repeat(50_000);
-    let item = json!({"name":"big","channel":"firehose","data":data});
-    let batch = Value::Array(vec![item; 10]);
+    // Keep triggering while the slow client reads nothing, until the server drops it.
+    let batch = firehose_batch();
+    let started = tokio::time::Instant::now();
     let mut closed = false;
     for _ in 0..200 {
         let (s, b) = api.batch(batch.clone()).await;
@@ -319,6 +356,7 @@ async fn slow_reader_is_closed_4100_and_others_keep_working() {
         closed,
         "the slow reader was never dropped after 100 MB of events"
     );
+    let dropped_after = started.elapsed();
 
     // Other clients and the API still work.
     api.trigger(&["quiet"], "still", "ok").await;
@@ -333,6 +371,9 @@ async fn slow_reader_is_closed_4100_and_others_keep_working() {
     assert_eq!(fresh.recv().await["event"], "small");
 
     // The slow reader finally reads: whatever was buffered, then close 4100.
-    let (code, _, _) = slow.drain_until_close(Duration::from_secs(20)).await;
-    assert_eq!(code, 4100);
+    let (code, _, n) = slow.drain_until_close(Duration::from_secs(20)).await;
+    assert_eq!(
+        code, 4100,
+        "after {n} frames; server dropped it {dropped_after:?} after the burst began"
+    );
 }
