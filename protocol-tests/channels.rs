@@ -370,3 +370,43 @@ async fn apps_are_isolated() {
     cross.app_id = "app-two".into();
     assert_eq!(cross.get(&cross.app_path("/channels"), &[]).await.0, 401);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_and_encrypted_cache_channels() {
+    let srv = start_default().await;
+    let api = srv.api();
+    let mut c = srv.client().await;
+    let p = c
+        .subscribe_presence("presence-cache-room", r#"{"user_id":"1"}"#)
+        .await;
+    assert_eq!(p["count"], 1);
+    assert_eq!(
+        c.recv().await,
+        json!({"event":"pusher:cache_miss","channel":"presence-cache-room"})
+    );
+    api.trigger(
+        &["private-encrypted-cache-vault"],
+        "sealed",
+        "{\"nonce\":\"n\",\"ciphertext\":\"c\"}",
+    )
+    .await;
+    c.subscribe_private("private-encrypted-cache-vault").await;
+    assert_eq!(
+        c.recv().await,
+        json!({"event":"sealed","channel":"private-encrypted-cache-vault",
+               "data":"{\"nonce\":\"n\",\"ciphertext\":\"c\"}"})
+    );
+    // Client events are never cached.
+    let mut d = srv.client().await;
+    d.subscribe_private("private-cache-talk").await;
+    assert_eq!(d.recv().await["event"], "pusher:cache_miss");
+    d.client_event("private-cache-talk", "client-x", json!("hi"))
+        .await;
+    d.sync().await;
+    let mut e = srv.client().await;
+    e.subscribe_private("private-cache-talk").await;
+    assert_eq!(
+        e.recv().await,
+        json!({"event":"pusher:cache_miss","channel":"private-cache-talk"})
+    );
+}

@@ -789,3 +789,50 @@ async fn trigger_validation_400s() {
     api.trigger(&["c"], &"n".repeat(200), "x").await;
     api.trigger(&["private-encrypted-only"], "e", "x").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminate_unknown_user_is_ok_and_closes_nothing() {
+    let srv = start_default().await;
+    let mut c = srv.client().await;
+    c.signin(r#"{"id":"present"}"#).await;
+    let api = srv.api();
+    let (s, b) = api
+        .post(
+            &api.app_path("/users/absent/terminate_connections"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!((s, b), (200, json!({})));
+    c.expect_nothing(300).await;
+    c.sync().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_item_validation() {
+    let srv = start_default().await;
+    let api = srv.api();
+    let mut c = srv.client().await;
+    c.subscribe("batch-valid").await;
+    for bad in [
+        json!([{"name":"ok","channel":"batch-valid","data":"1"},{"channel":"batch-valid","data":"2"}]),
+        json!([{"name":"e","channel":"batch-valid","data":{"obj":1}}]),
+        json!([{"name":"e","channel":"bad channel","data":"x"}]),
+        json!([{"name":"pusher:e","channel":"batch-valid","data":"x"}]),
+        json!([{"name":"e","channel":"batch-valid","data":"x","socket_id":"nope"}]),
+    ] {
+        let (s, b) = api.batch(bad.clone()).await;
+        assert_eq!(s, 400, "batch {bad} → {b}");
+    }
+    // A rejected batch delivers nothing, not even its valid items.
+    c.expect_nothing(300).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trigger_dedupes_channels() {
+    let srv = start_default().await;
+    let mut c = srv.client().await;
+    c.subscribe("dup").await;
+    srv.api().trigger(&["dup", "dup"], "once", "x").await;
+    assert_eq!(c.recv().await["event"], "once");
+    c.expect_nothing(300).await;
+}
