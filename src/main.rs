@@ -8,6 +8,11 @@ use clap::{Args, Parser, Subcommand};
 use herald::config::{parse_env_file, CliOverrides, Config};
 use herald::server::Server;
 
+/// mimalloc: less fragmentation than glibc malloc with many small, long-lived per-connection
+/// allocations interleaved with short-lived handshake buffers.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Herald: a Pusher Channels protocol server, drop-in for Laravel Reverb.
 #[derive(Parser)]
 #[command(version, about)]

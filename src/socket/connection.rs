@@ -58,13 +58,19 @@ pub(super) async fn run(upgraded: Upgraded, ctx: Arc<SocketContext>, adm: Admiss
         .max_message_size(Some(max_msg))
         .max_frame_size(Some(max_msg));
     let io = TokioIo::new(upgraded);
-    let mut ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
+    // Boxed: the handshake future is short-lived and must not widen the connection's future.
+    let mut ws = Box::pin(WebSocketStream::from_raw_socket(
+        io,
+        Role::Server,
+        Some(config),
+    ))
+    .await;
     let open = ctx.open.fetch_add(1, Ordering::AcqRel) + 1;
     match admit(&ctx, app, &adm, open) {
         Ok(app) => serve(&mut ws, &ctx, app).await,
         Err(e) => {
             tracing::debug!(key = %adm.app_key, "connection refused: {e}");
-            finish(&mut ws, End::Close(e)).await;
+            Box::pin(finish(&mut ws, End::Close(e))).await;
         }
     }
     ctx.open.fetch_sub(1, Ordering::AcqRel);
@@ -102,14 +108,16 @@ async fn serve(ws: &mut Ws, ctx: &SocketContext, app: Arc<App>) {
     let mut session = Session::new(app.clone(), ctx.adapter.clone(), outbox.clone());
     let hello = outbound::connection_established(session.socket_id(), app.config.activity_timeout);
     tracing::debug!(socket = %session.socket_id(), app = %app.id(), "connected");
-    let end = match send(ws, Message::Text(hello)).await {
+    let end = match Box::pin(send(ws, Message::Text(hello))).await {
         Ok(()) => drive(ws, ctx, &mut session, &outbox, &app).await,
         Err(()) => End::Gone,
     };
     session.close();
     app.release_connection();
     tracing::debug!(socket = %session.socket_id(), "disconnected");
-    finish(ws, end).await;
+    // Boxed, like every once-per-connection or once-per-ping write: only the hot loop's state
+    // should live in the connection task for the whole connection.
+    Box::pin(finish(ws, end)).await;
 }
 
 async fn send(ws: &mut Ws, msg: Message) -> Result<(), ()> {
@@ -119,16 +127,34 @@ async fn send(ws: &mut Ws, msg: Message) -> Result<(), ()> {
     }
 }
 
-async fn write_all(ws: &mut Ws, buf: &mut VecDeque<Frame>) -> Result<(), ()> {
+/// Writes the drained frames. A stalled peer is detected with the connection's own ping timer
+/// rather than a timer per write (which would widen every connection's future): if the write
+/// is still blocked after the timer fires twice (at least one ping interval), the peer is gone.
+async fn write_all(
+    ws: &mut Ws,
+    buf: &mut VecDeque<Frame>,
+    mut timer: std::pin::Pin<&mut tokio::time::Sleep>,
+    ping_every: Duration,
+) -> Result<(), ()> {
     let write = async {
         while let Some(frame) = buf.pop_front() {
             ws.feed(Message::Text(frame)).await?;
         }
         ws.flush().await
     };
-    match timeout(WRITE_TIMEOUT, write).await {
-        Ok(Ok(())) => Ok(()),
-        _ => Err(()),
+    tokio::pin!(write);
+    let mut stalls = 0;
+    loop {
+        tokio::select! {
+            result = &mut write => return result.map_err(drop),
+            _ = &mut timer => {
+                stalls += 1;
+                if stalls >= 2 {
+                    return Err(());
+                }
+                timer.as_mut().reset(Instant::now() + ping_every);
+            }
+        }
     }
 }
 
@@ -156,7 +182,7 @@ async fn drive(
                     buf.clear();
                     return End::Close(PusherError::SlowConsumer);
                 }
-                if write_all(ws, &mut buf).await.is_err() {
+                if write_all(ws, &mut buf, timer.as_mut(), ping_every).await.is_err() {
                     return End::Gone;
                 }
                 if let Some(reason) = close {
@@ -195,7 +221,7 @@ async fn drive(
                     } else {
                         Message::Text(outbound::ping())
                     };
-                    if send(ws, ping).await.is_err() {
+                    if Box::pin(send(ws, ping)).await.is_err() {
                         return End::Gone;
                     }
                     pinged = true;
