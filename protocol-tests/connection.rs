@@ -197,16 +197,30 @@ async fn server_wide_connection_cap_closes_4100() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn protocol_param_not_integer_4006() {
     let srv = start_default().await;
-    let ws = ws_open(srv.addr, &format!("/app/{KEY}?protocol=seven"), None)
-        .await
-        .expect("upgrade");
-    Client::raw(ws).expect_error_and_close(4006, None).await;
+    for p in ["seven", "7.0", "7a"] {
+        let ws = ws_open(srv.addr, &format!("/app/{KEY}?protocol={p}"), None)
+            .await
+            .expect("upgrade");
+        Client::raw(ws).expect_error_and_close(4006, None).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn protocol_param_out_of_range_4007() {
     let srv = start_default().await;
-    for p in ["3", "8", "0"] {
+    for p in ["3", "8", "0", "100"] {
+        let ws = ws_open(srv.addr, &format!("/app/{KEY}?protocol={p}"), None)
+            .await
+            .expect("upgrade");
+        Client::raw(ws).expect_error_and_close(4007, None).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protocol_param_negative_or_huge_integer_4007() {
+    // These are integers outside 4..=7: unsupported version (4007), not malformed (4006).
+    let srv = start_default().await;
+    for p in ["-1", "99999999999999999999"] {
         let ws = ws_open(srv.addr, &format!("/app/{KEY}?protocol={p}"), None)
             .await
             .expect("upgrade");
