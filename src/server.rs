@@ -152,6 +152,15 @@ async fn sweep_caches(adapter: Arc<Adapter>, token: CancellationToken) {
 
 async fn serve_connection(stream: TcpStream, router: Arc<Router>, token: CancellationToken) {
     let _ = stream.set_nodelay(true);
+    // Boxed so neither the peek buffer nor hyper's connection state widens a WebSocket's task.
+    match Box::pin(socket::sniff(&stream, &router.prefix)).await {
+        Some(ws) => socket::accept(stream, ws, router.sockets.clone()).await,
+        None => Box::pin(serve_http(stream, router, token)).await,
+    }
+}
+
+/// Serves HTTP/1.1 (API requests, keep-alive, and upgrades that arrive on such a connection).
+async fn serve_http(stream: TcpStream, router: Arc<Router>, token: CancellationToken) {
     let service = service_fn(move |req| {
         let router = router.clone();
         async move { Ok::<_, Infallible>(router.route(req).await) }
@@ -164,7 +173,7 @@ async fn serve_connection(stream: TcpStream, router: Arc<Router>, token: Cancell
     tokio::select! {
         result = conn.as_mut() => {
             if let Err(e) = result {
-                tracing::debug!("http connection error: {e}");
+                log_http_error(&e);
             }
         }
         _ = token.cancelled() => {
@@ -197,4 +206,10 @@ fn strip_prefix<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
     }
     path.strip_prefix(prefix)
         .filter(|rest| rest.starts_with('/'))
+}
+
+/// Kept out of the async code so connection futures stay small.
+#[inline(never)]
+fn log_http_error(err: &hyper::Error) {
+    tracing::debug!("http connection error: {err}");
 }

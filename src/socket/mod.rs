@@ -12,7 +12,11 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{HeaderValue, CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, UPGRADE};
 use hyper::{Request, Response, StatusCode};
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::handshake::server::{
+    Request as WsRequest, Response as WsResponse,
+};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -82,12 +86,7 @@ pub fn upgrade<B: Send + 'static>(
         return bad_request(StatusCode::BAD_REQUEST, "Missing Sec-WebSocket-Key");
     };
     let accept = derive_accept_key(key.as_bytes());
-    let protocol = req.uri().query().and_then(|q| {
-        crate::auth::parse_query(q)
-            .into_iter()
-            .find(|(k, _)| k == "protocol")
-            .map(|(_, v)| v)
-    });
+    let protocol = req.uri().query().and_then(protocol_param);
     let admission = Admission {
         app_key: app_key.to_owned(),
         origin: headers
@@ -100,8 +99,8 @@ pub fn upgrade<B: Send + 'static>(
     let task_ctx = ctx.clone();
     ctx.tracker.spawn(async move {
         match on_upgrade.await {
-            Ok(upgraded) => connection::run(upgraded, task_ctx, admission).await,
-            Err(e) => tracing::debug!("upgrade failed: {e}"),
+            Ok(upgraded) => connection::run_upgraded(upgraded, task_ctx, admission).await,
+            Err(e) => log_handshake_error(&e),
         }
     });
     let mut resp = Response::new(Full::new(Bytes::new()));
@@ -115,4 +114,76 @@ pub fn upgrade<B: Send + 'static>(
     );
     h.insert("X-Powered-By", HeaderValue::from_static("Herald"));
     resp
+}
+
+fn protocol_param(query: &str) -> Option<String> {
+    crate::auth::parse_query(query)
+        .into_iter()
+        .find(|(k, _)| k == "protocol")
+        .map(|(_, v)| v)
+}
+
+/// A fresh connection whose first bytes are `GET {prefix}/app/{key}...`: it is taken straight
+/// to the WebSocket handshake, without hyper, so an idle socket carries no HTTP machinery.
+#[derive(Debug)]
+pub struct Sniffed {
+    app_key: String,
+    protocol: Option<String>,
+}
+
+/// Peeks (without consuming) at a new connection's request line. `None` means "let hyper
+/// handle it": another route, or a request line not yet complete in the first segment.
+pub async fn sniff(stream: &TcpStream, prefix: &str) -> Option<Sniffed> {
+    let mut buf = vec![0u8; 1024];
+    let n = stream.peek(&mut buf).await.ok()?;
+    let data = &buf[..n];
+    let end = data.iter().position(|&b| b == b'\r' || b == b'\n')?;
+    let line = std::str::from_utf8(&data[..end]).ok()?;
+    let target = line.strip_prefix("GET ")?.split(' ').next()?;
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let rest = path.strip_prefix(prefix)?.strip_prefix("/app/")?;
+    Some(Sniffed {
+        app_key: crate::auth::percent_decode(rest),
+        protocol: protocol_param(query),
+    })
+}
+
+/// Completes the WebSocket handshake on a sniffed connection and runs it.
+// The handshake callback's error type is tungstenite's `ErrorResponse`, not ours to shrink.
+#[allow(clippy::result_large_err)]
+pub async fn accept(stream: TcpStream, sniffed: Sniffed, ctx: Arc<SocketContext>) {
+    let app = ctx.apps.by_key(&sniffed.app_key).cloned();
+    let config = connection::ws_config(app.as_deref());
+    let mut origin = None;
+    let callback = |req: &WsRequest, mut resp: WsResponse| {
+        origin = req
+            .headers()
+            .get(hyper::header::ORIGIN)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        resp.headers_mut()
+            .insert("X-Powered-By", HeaderValue::from_static("Herald"));
+        Ok(resp)
+    };
+    // Boxed: the handshake's buffers are freed once it completes.
+    let handshake = tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(config));
+    let ws = match Box::pin(handshake).await {
+        Ok(ws) => Box::new(ws),
+        Err(e) => {
+            log_handshake_error(&e);
+            return;
+        }
+    };
+    let admission = Box::new(Admission {
+        app_key: sniffed.app_key,
+        origin,
+        protocol: sniffed.protocol,
+    });
+    connection::run(ws, ctx, app, admission).await;
+}
+
+/// Kept out of the async code so the connection task's future stays small.
+#[inline(never)]
+fn log_handshake_error(err: &dyn std::fmt::Display) {
+    tracing::debug!("WebSocket handshake failed: {err}");
 }
