@@ -104,8 +104,23 @@ async fn shutdown_signal() {
     }
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            let top = e.to_string();
+            eprintln!("herald: {top}");
+            for cause in e.chain().skip(1).map(|c| c.to_string()) {
+                if !top.contains(&cause) {
+                    eprintln!("  caused by: {cause}");
+                }
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::CheckConfig { source } => {
             let (config, origin) = load(&source, &CliOverrides::default())?;

@@ -142,6 +142,14 @@ pub async fn sniff(stream: &TcpStream, prefix: &str) -> Option<Sniffed> {
     let target = line.strip_prefix("GET ")?.split(' ').next()?;
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let rest = path.strip_prefix(prefix)?.strip_prefix("/app/")?;
+    // A complete request without an Upgrade header goes to hyper, which answers 426.
+    let complete = data.windows(4).any(|w| w == b"\r\n\r\n");
+    let upgrade = data
+        .windows(9)
+        .any(|w| w.eq_ignore_ascii_case(b"websocket"));
+    if complete && !upgrade {
+        return None;
+    }
     Some(Sniffed {
         app_key: crate::auth::percent_decode(rest),
         protocol: protocol_param(query),
