@@ -124,6 +124,11 @@ impl Outbox {
         self.0.wake.notify_one();
     }
 
+    /// Whether the queue overflowed (the socket is to be closed with 4100).
+    pub fn overflowed(&self) -> bool {
+        self.0.state.lock().close == Some(PusherError::SlowConsumer)
+    }
+
     /// Waits until something was queued or a close was requested since the last drain.
     pub async fn ready(&self) {
         self.0.wake.notified().await

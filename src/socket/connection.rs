@@ -110,10 +110,12 @@ fn admit(
     }
     let app = app.ok_or(PusherError::AppNotFound)?;
     if let Some(p) = &adm.protocol {
-        match p.parse::<u32>() {
-            Ok(4..=7) => {}
-            Ok(_) => return Err(PusherError::UnsupportedProtocol),
-            Err(_) => return Err(PusherError::InvalidVersion),
+        let digits = p.strip_prefix('-').unwrap_or(p);
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(PusherError::InvalidVersion);
+        }
+        if !matches!(p.parse::<u32>(), Ok(4..=7)) {
+            return Err(PusherError::UnsupportedProtocol);
         }
     }
     if !app.origin_allowed(adm.origin.as_deref()) {
@@ -156,15 +158,25 @@ async fn send<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
+/// Why a write did not complete.
+enum WriteError {
+    /// The transport failed, or stayed blocked for a whole ping interval.
+    Gone,
+    /// The outbox overflowed while the write was blocked: a slow reader, to close with 4100.
+    Overflow,
+}
+
 /// Writes the drained frames. A stalled peer is detected with the connection's own ping timer
 /// rather than a timer per write (which would widen every connection's future): if the write
 /// is still blocked after the timer fires twice (at least one ping interval), the peer is gone.
+/// An outbox overflow during a blocked write ends it at once.
 async fn write_all<S: AsyncRead + AsyncWrite + Unpin>(
     ws: &mut WebSocketStream<S>,
     buf: &mut VecDeque<Frame>,
+    outbox: &Outbox,
     mut timer: std::pin::Pin<&mut tokio::time::Sleep>,
     ping_every: Duration,
-) -> Result<(), ()> {
+) -> Result<(), WriteError> {
     let write = async {
         while let Some(frame) = buf.pop_front() {
             ws.feed(Message::Text(frame)).await?;
@@ -175,11 +187,16 @@ async fn write_all<S: AsyncRead + AsyncWrite + Unpin>(
     let mut stalls = 0;
     loop {
         tokio::select! {
-            result = &mut write => return result.map_err(drop),
+            result = &mut write => return result.map_err(|_| WriteError::Gone),
+            _ = outbox.ready() => {
+                if outbox.overflowed() {
+                    return Err(WriteError::Overflow);
+                }
+            }
             _ = &mut timer => {
                 stalls += 1;
                 if stalls >= 2 {
-                    return Err(());
+                    return Err(WriteError::Gone);
                 }
                 timer.as_mut().reset(Instant::now() + ping_every);
             }
@@ -205,19 +222,28 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
         tokio::select! {
             biased;
             _ = ctx.shutdown.cancelled() => return End::Close(PusherError::ShuttingDown),
-            _ = outbox.ready() => {
+            _ = outbox.ready() => loop {
+                // Drain until empty: a write may have consumed the wake-up of later frames.
                 let close = outbox.drain(&mut buf);
                 if close == Some(PusherError::SlowConsumer) {
                     buf.clear();
                     return End::Close(PusherError::SlowConsumer);
                 }
-                if write_all(ws, &mut buf, timer.as_mut(), ping_every).await.is_err() {
-                    return End::Gone;
+                if buf.is_empty() && close.is_none() {
+                    break;
+                }
+                match write_all(ws, &mut buf, outbox, timer.as_mut(), ping_every).await {
+                    Ok(()) => {}
+                    Err(WriteError::Gone) => return End::Gone,
+                    Err(WriteError::Overflow) => {
+                        buf.clear();
+                        return End::Close(PusherError::SlowConsumer);
+                    }
                 }
                 if let Some(reason) = close {
                     return End::Close(reason);
                 }
-            }
+            },
             msg = ws.next() => {
                 last_seen = Instant::now();
                 pinged = false;
