@@ -110,6 +110,15 @@ export default async function (env) {
   await check(R.proto, 'protocol=8: pusher:error + close 4007', async (t) => {
     await expectErrorThenClose(open(t, port, M.key, { query: 'protocol=8' }), 4007, null, 'protocol 8');
   });
+  await check(R.proto, 'protocol=-1: pusher:error + close 4007', async (t) => {
+    await expectErrorThenClose(open(t, port, M.key, { query: 'protocol=-1' }), 4007, null, 'protocol -1');
+  });
+  await check(R.proto, 'protocol=99999999999999999999 (huge integer): 4007', async (t) => {
+    await expectErrorThenClose(open(t, port, M.key, { query: 'protocol=99999999999999999999' }), 4007, null, 'huge protocol');
+  });
+  await check(R.proto, 'protocol=7.5 (not an integer): 4006', async (t) => {
+    await expectErrorThenClose(open(t, port, M.key, { query: 'protocol=7.5' }), 4006, null, 'protocol 7.5');
+  });
   await check(R.proto, 'missing protocol means 7 (connects)', async (t) => { await connect(t, port, M.key, { query: null }); });
   await check(R.proto, 'protocol=4 connects', async (t) => { await connect(t, port, M.key, { query: 'protocol=4' }); });
 
