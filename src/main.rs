@@ -140,7 +140,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
                     tracing_subscriber::EnvFilter::new(format!("herald={level},warn"))
                 });
-            tracing_subscriber::fmt().with_env_filter(filter).init();
+            use std::io::IsTerminal;
+            tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_ansi(std::io::stderr().is_terminal())
+                .with_writer(std::io::stderr)
+                .init();
             let (config, origin) = load(&source, &CliOverrides { host, port, path })?;
             let embedded = source.config.is_none()
                 && config.apps.len() == 1

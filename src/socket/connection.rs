@@ -39,8 +39,10 @@ const TOO_BIG: (u16, &str) = (1009, "Maximum message size exceeded");
 
 /// How the connection loop ended.
 enum End {
-    /// The peer closed or the transport failed: nothing more to send.
+    /// The transport failed: nothing more to send.
     Gone,
+    /// The peer sent a close frame: flush tungstenite's queued close reply, then stop.
+    PeerClosed,
     /// Close with this Pusher error (a `pusher:error` first, except for slow consumers).
     Close(PusherError),
     /// A message over the size limit: close 1009.
@@ -257,7 +259,8 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                     },
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => control_frames = true,
                     Some(Ok(Message::Frame(_))) => {}
-                    Some(Ok(Message::Close(_))) | None => return End::Gone,
+                    Some(Ok(Message::Close(_))) => return End::PeerClosed,
+                    None => return End::Gone,
                     Some(Err(WsError::Capacity(_))) => return End::TooBig,
                     Some(Err(e)) => {
                         log_read_error(session.socket_id(), &e);
@@ -294,6 +297,10 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
 async fn finish<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocketStream<S>, end: End) {
     let (code, reason): (u16, String) = match end {
         End::Gone => return,
+        End::PeerClosed => {
+            let _ = timeout(CLOSE_GRACE, ws.flush()).await;
+            return;
+        }
         End::TooBig => (TOO_BIG.0, TOO_BIG.1.to_owned()),
         End::Close(err) => {
             if err != PusherError::SlowConsumer
