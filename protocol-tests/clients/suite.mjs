@@ -9,6 +9,8 @@ const bin = process.env.HERALD_BIN;
 if (!bin || !fs.existsSync(bin)) { console.error(`HERALD_BIN not set or missing: ${bin}`); process.exit(2); }
 
 const started = Date.now();
+// Fresh server logs each run (a restarted server appends to its own log within the run).
+for (const f of fs.readdirSync(ARTIFACTS)) if (/^herald-.*\.log$/.test(f)) fs.rmSync(path.join(ARTIFACTS, f), { force: true });
 // A promise abandoned by a failed check must not kill the run.
 process.on('unhandledRejection', (e) => { if (process.env.CHECK_VERBOSE) console.error('(unhandled rejection)', e && e.message); });
 const masterKey = crypto.randomBytes(32).toString('base64');
