@@ -59,6 +59,17 @@ fn manual_target(method: &str, path: &str, mut params: Vec<(String, String)>) ->
     format!("{path}?{q}")
 }
 
+/// `auth_key`, `auth_timestamp` (= `now`) and `auth_version=1.0`, then `extra`.
+fn standard_params(now: &str, extra: Vec<(String, String)>) -> Vec<(String, String)> {
+    let mut params = vec![
+        p("auth_key", KEY),
+        p("auth_timestamp", now),
+        p("auth_version", "1.0"),
+    ];
+    params.extend(extra);
+    params
+}
+
 fn p(k: &str, v: &str) -> (String, String) {
     (k.to_string(), v.to_string())
 }
@@ -124,38 +135,20 @@ async fn body_md5_rules() {
     let body = br#"{"name":"e","channels":["c"],"data":"x"}"#;
     let now = now_secs().to_string();
     // Missing body_md5 with a body.
-    let t = manual_target(
-        "POST",
-        &path,
-        vec![
-            p("auth_key", KEY),
-            p("auth_timestamp", &now),
-            p("auth_version", "1.0"),
-        ],
-    );
+    let t = manual_target("POST", &path, standard_params(&now, vec![]));
     assert_eq!(http(srv.addr, "POST", &t, body).await.status, 401);
     // Wrong body_md5 (signature itself consistent).
     let t = manual_target(
         "POST",
         &path,
-        vec![
-            p("auth_key", KEY),
-            p("auth_timestamp", &now),
-            p("auth_version", "1.0"),
-            p("body_md5", &md5_hex(b"other")),
-        ],
+        standard_params(&now, vec![p("body_md5", &md5_hex(b"other"))]),
     );
     assert_eq!(http(srv.addr, "POST", &t, body).await.status, 401);
     // Correct.
     let t = manual_target(
         "POST",
         &path,
-        vec![
-            p("auth_key", KEY),
-            p("auth_timestamp", &now),
-            p("auth_version", "1.0"),
-            p("body_md5", &md5_hex(body)),
-        ],
+        standard_params(&now, vec![p("body_md5", &md5_hex(body))]),
     );
     let r = http(srv.addr, "POST", &t, body).await;
     assert_eq!((r.status, r.json()), (200, json!({})));
@@ -169,12 +162,10 @@ async fn python_style_empty_body_md5_on_get_accepted() {
     let t = manual_target(
         "GET",
         &path,
-        vec![
-            p("auth_key", KEY),
-            p("auth_timestamp", &now),
-            p("auth_version", "1.0"),
-            p("body_md5", "d41d8cd98f00b204e9800998ecf8427e"),
-        ],
+        standard_params(
+            &now,
+            vec![p("body_md5", "d41d8cd98f00b204e9800998ecf8427e")],
+        ),
     );
     let r = http(srv.addr, "GET", &t, b"").await;
     assert_eq!((r.status, r.json()), (200, json!({"channels":{}})));

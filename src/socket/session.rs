@@ -17,6 +17,9 @@ use crate::protocol::channel::{validate, SERVER_TO_USER_PREFIX};
 use crate::protocol::outbound;
 use crate::protocol::{Access, ChannelKind, ClientMessage, PusherError};
 
+/// A refused subscription: the detail for `pusher:subscription_error` and the protocol error.
+type Refusal = (String, PusherError);
+
 /// A signed-in user (`pusher:signin`).
 struct User {
     /// The `id` from `user_data`.
@@ -139,13 +142,12 @@ impl Session {
 
     /// Checks name and auth; returns the kind and the presence identity. Errors carry the
     /// detail for `pusher:subscription_error` and the protocol error.
-    #[allow(clippy::type_complexity)]
     fn authorize(
         &self,
         channel: &str,
         auth: Option<&str>,
         data: Option<&str>,
-    ) -> Result<(ChannelKind, Option<MemberData>), (String, PusherError)> {
+    ) -> Result<(ChannelKind, Option<MemberData>), Refusal> {
         let app = &self.app;
         let kind = validate(channel, app.config.max_channel_name_length)
             .map_err(|e| (e.to_string(), PusherError::InvalidChannel))?;
