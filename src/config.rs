@@ -23,6 +23,49 @@ pub struct Config {
     /// The apps this server hosts: at least one.
     #[serde(default)]
     pub apps: Vec<AppConfig>,
+    /// Horizontal scaling on Redis (off by default: no Redis needed).
+    #[serde(default)]
+    pub scaling: ScalingConfig,
+}
+
+/// The `[scaling]` table: several nodes sharing one Redis behave as one server.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScalingConfig {
+    /// Join the cluster (Reverb `REVERB_SCALING_ENABLED`).
+    pub enabled: bool,
+    /// `redis://`, `rediss://` (TLS) or `unix://` URL (Reverb `REDIS_URL`, or built from
+    /// `REDIS_HOST`/`REDIS_PORT`/`REDIS_USERNAME`/`REDIS_PASSWORD`/`REDIS_DB`).
+    pub url: String,
+    /// Prepended to every Redis key and pub/sub channel, so clusters can share one Redis.
+    pub prefix: String,
+    /// The pub/sub channel name, after the prefix (Reverb `REVERB_SCALING_CHANNEL`).
+    pub channel: String,
+    /// Seconds between a node's heartbeats (fractions allowed).
+    pub heartbeat_interval: f64,
+    /// Seconds without a heartbeat after which a node counts as dead and its sockets are
+    /// removed cluster-wide (fractions allowed).
+    pub node_timeout: f64,
+    /// Cross-node publishes held while Redis is unreachable; beyond it the oldest are dropped
+    /// (counted and logged).
+    pub outage_buffer_messages: usize,
+    /// Seconds a held publish may wait for Redis before it is dropped (counted and logged).
+    pub outage_buffer_age: u64,
+}
+
+impl Default for ScalingConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            url: "redis://127.0.0.1:6379/0".into(),
+            prefix: "herald:".into(),
+            channel: "reverb".into(),
+            heartbeat_interval: 1.0,
+            node_timeout: 5.0,
+            outage_buffer_messages: 10_000,
+            outage_buffer_age: 60,
+        }
+    }
 }
 
 /// The `[server]` table.
@@ -270,6 +313,7 @@ impl Config {
                 ..ServerConfig::default()
             },
             apps: vec![AppConfig::new(id, key, secret)],
+            scaling: ScalingConfig::default(),
         }
     }
 
@@ -578,6 +622,14 @@ mod tests {
         assert_eq!(vars["REVERB_HOST"], "h");
         assert_eq!(vars["VITE_KEY"], "quoted key");
         assert_eq!(vars["X"], "1");
+    }
+
+    #[test]
+    fn scaling_durations_take_integers_and_fractions() {
+        let c =
+            Config::from_toml("[scaling]\nheartbeat_interval = 2\nnode_timeout = 0.5\n").unwrap();
+        assert_eq!(c.scaling.heartbeat_interval, 2.0);
+        assert_eq!(c.scaling.node_timeout, 0.5);
     }
 
     #[test]
