@@ -407,7 +407,9 @@ async fn resync(
                 .ignore();
         }
     }
-    joins.query_async::<()>(conn).await?;
+    if !joins.is_empty() {
+        joins.query_async::<()>(conn).await?;
+    }
     flush_counts(shared, conn, st, true).await?;
     load_cache(shared, conn).await?;
     st.next_beat = Instant::now();
