@@ -412,6 +412,8 @@ async fn resync(
     }
     flush_counts(shared, conn, st, true).await?;
     load_cache(shared, conn).await?;
+    // The next heartbeat registers the node; it must not read as "Redis forgot us" again.
+    st.registered = false;
     st.next_beat = Instant::now();
     tracing::debug!(node = %shared.node, "cluster: state re-registered");
     Ok(())
