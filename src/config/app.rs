@@ -169,6 +169,10 @@ impl AppConfig {
         if self.id.contains('/') || self.key.contains(['/', '?']) {
             return invalid(&k("id"), "id and key must not contain '/' or '?'");
         }
+        // The cluster's messages and Redis keys separate fields with newlines.
+        if self.id.contains(['\n', '\r']) {
+            return invalid(&k("id"), "id must not contain a line break");
+        }
         let positive = [
             ("ping_interval", self.ping_interval as usize),
             ("activity_timeout", self.activity_timeout as usize),
