@@ -17,6 +17,7 @@ mod link;
 mod listener;
 mod queries;
 pub mod scripts;
+mod state;
 pub mod wire;
 
 use std::collections::{HashSet, VecDeque};
