@@ -19,3 +19,6 @@ pub mod outbox;
 pub mod protocol;
 pub mod server;
 pub mod socket;
+
+#[cfg(test)]
+mod proptests;

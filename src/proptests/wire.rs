@@ -1,0 +1,71 @@
+//! The cluster wire format: `decode` never panics on arbitrary bytes; `event` and `terminate`
+//! round-trip, whatever the frame or user id holds (newlines included).
+
+use proptest::prelude::*;
+
+use super::config;
+use crate::cluster::wire::{decode, event, terminate, Message, WireError, MAGIC};
+use crate::outbox::SocketId;
+use crate::protocol::outbound::Frame;
+
+/// A node id, app id or channel name: never holds a newline (they are validated).
+fn field() -> impl Strategy<Value = String> {
+    "[^\n]{0,40}"
+}
+
+fn socket_id() -> impl Strategy<Value = Option<SocketId>> {
+    proptest::option::of(
+        "[1-9][0-9]{0,8}\\.[1-9][0-9]{0,8}".prop_map(|s| SocketId::parse(&s).unwrap()),
+    )
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn decode_never_panics_on_arbitrary_bytes(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
+        let _ = decode(&bytes);
+    }
+
+    #[test]
+    fn decode_never_panics_on_herald_shaped_messages(
+        kind in prop_oneof![Just("E"), Just("MA"), Just("MR"), Just("J"), Just("T"), Just("X"), Just("")],
+        fields in prop::collection::vec(prop_oneof![
+            field(), "[0-9.]{0,12}".prop_map(String::from), Just(String::new()), Just("1".to_owned()),
+        ], 0..7),
+    ) {
+        let text = format!("{MAGIC}\n{kind}\n{}", fields.join("\n"));
+        if let Err(e) = decode(text.as_bytes()) {
+            prop_assert_ne!(e, WireError::Foreign);
+        }
+    }
+
+    #[test]
+    fn foreign_messages_are_told_apart(text in any::<String>()) {
+        if !text.starts_with("H1\n") {
+            prop_assert_eq!(decode(text.as_bytes()).err(), Some(WireError::Foreign));
+        }
+    }
+
+    #[test]
+    fn event_round_trips(
+        node in field(),
+        app in field(),
+        channel in field(),
+        except in socket_id(),
+        frame in any::<String>(),
+    ) {
+        let frame = Frame::from(frame);
+        let bytes = event(&node, &app, &channel, except, &frame);
+        prop_assert_eq!(
+            decode(&bytes),
+            Ok(Message::Event { node: &node, app: &app, channel: &channel, except, frame: frame.clone() })
+        );
+    }
+
+    #[test]
+    fn terminate_round_trips(node in field(), app in field(), user in any::<String>()) {
+        let bytes = terminate(&node, &app, &user);
+        prop_assert_eq!(decode(&bytes), Ok(Message::Terminate { node: &node, app: &app, user: &user }));
+    }
+}
