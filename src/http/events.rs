@@ -200,3 +200,7 @@ pub(super) async fn batch(app: &App, body: &[u8], adapter: &Adapter) -> Result<S
     }
     Ok(serde_json::json!({ "batch": answers }).to_string())
 }
+
+#[cfg(test)]
+#[path = "events_props.rs"]
+mod props;

@@ -8,6 +8,7 @@
 use proptest::prelude::*;
 use proptest::test_runner::RngSeed;
 
+mod apps;
 mod auth;
 mod channel;
 mod config;
