@@ -38,6 +38,8 @@ const PUBLIC_CHANNELS: usize = 50;
 const PRIVATE_CHANNELS: usize = 50;
 const PRESENCE_CHANNELS: usize = 20;
 const SAMPLE_EVERY: Duration = Duration::from_secs(10);
+/// Workers start spread over this time.
+const RAMP_UP: Duration = Duration::from_secs(15);
 
 struct Opts {
     minutes: f64,
@@ -454,8 +456,10 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
     sorted[idx] as f64 / 1000.0
 }
 
+/// One sampled figure: before any client, at the first sample after the ramp-up, last, max.
 struct Series {
-    first: u64,
+    start: u64,
+    loaded: Option<u64>,
     last: u64,
     max: u64,
 }
@@ -463,14 +467,27 @@ struct Series {
 impl Series {
     fn new(v: u64) -> Self {
         Self {
-            first: v,
+            start: v,
+            loaded: None,
             last: v,
             max: v,
         }
     }
-    fn push(&mut self, v: u64) {
+    fn push(&mut self, v: u64, ramped: bool) {
+        if ramped && self.loaded.is_none() {
+            self.loaded = Some(v);
+        }
         self.last = v;
         self.max = self.max.max(v);
+    }
+    fn show(&self, after: u64) -> String {
+        format!(
+            "before clients {}, after ramp-up {}, last {}, max {}; after all clients left {after}",
+            self.start,
+            self.loaded.unwrap_or(self.last),
+            self.last,
+            self.max
+        )
     }
 }
 
@@ -503,7 +520,7 @@ async fn main() {
     // Ramp up over ~15 s, then each worker churns (two thirds) or stays (one third).
     let mut workers = Vec::with_capacity(o.connections);
     for i in 0..o.connections {
-        let delay = Duration::from_secs_f64(15.0 * i as f64 / o.connections as f64);
+        let delay = RAMP_UP.mul_f64(i as f64 / o.connections as f64);
         let stats = stats.clone();
         workers.push(tokio::spawn(async move {
             sleep(delay).await;
@@ -539,8 +556,9 @@ async fn main() {
             break;
         }
         let (r, f) = (proc_rss_kib(pid), proc_fds(pid));
-        rss.push(r);
-        fds.push(f);
+        let ramped = t0.elapsed() >= RAMP_UP + Duration::from_secs(2);
+        rss.push(r, ramped);
+        fds.push(f, ramped);
         let p99 = {
             let lat = stats.latencies.lock();
             let mut window: Vec<u32> = lat[seen_latencies..].to_vec();
@@ -613,14 +631,8 @@ async fn main() {
         "\nsummary after {:.1} min:",
         t0.elapsed().as_secs_f64() / 60.0
     );
-    println!(
-        "  server RSS KiB: first {} last {} max {}; after all clients left {}",
-        rss.first, rss.last, rss.max, rss_idle
-    );
-    println!(
-        "  server fds: first {} last {} max {}; after all clients left {}",
-        fds.first, fds.last, fds.max, fds_idle
-    );
+    println!("  server RSS KiB: {}", rss.show(rss_idle));
+    println!("  server fds: {}", fds.show(fds_idle));
     println!(
         "  connections opened {} (failed {}), subscriptions confirmed {}, frames received {}, pongs sent {}",
         stats.connects.load(Ordering::Relaxed),

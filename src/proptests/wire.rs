@@ -68,4 +68,41 @@ proptest! {
         let bytes = terminate(&node, &app, &user);
         prop_assert_eq!(decode(&bytes), Ok(Message::Terminate { node: &node, app: &app, user: &user }));
     }
+
+    /// The shapes the Lua scripts publish (`scripts.rs`), with members in `to_wire` form.
+    #[test]
+    fn script_messages_decode(
+        app in field(),
+        channel in field(),
+        sock in socket_id(),
+        members in prop::collection::vec(("[^\n]{1,20}", 0i64..1000), 0..5),
+        ok in any::<bool>(),
+    ) {
+        let wire: Vec<String> = members
+            .iter()
+            .map(|(key, n)| format!("[{},{n},null]", serde_json::to_string(key).unwrap()))
+            .collect();
+        let member = wire.first().cloned().unwrap_or_else(|| "[\"u\",1,null]".into());
+        let except = sock.map(|s| s.to_string()).unwrap_or_default();
+        let text = format!("H1\nMA\n{app}\n{channel}\n{except}\n{member}");
+        prop_assert_eq!(
+            decode(text.as_bytes()),
+            Ok(Message::MemberAdded { app: &app, channel: &channel, except: sock, member: &member })
+        );
+        let text = format!("H1\nMR\n{app}\n{channel}\n{member}");
+        prop_assert_eq!(
+            decode(text.as_bytes()),
+            Ok(Message::MemberRemoved { app: &app, channel: &channel, member: &member })
+        );
+        let body = wire.join("\n");
+        let socket = sock.unwrap_or_else(|| SocketId::parse("1.1").unwrap());
+        let text = format!("H1\nJ\n{app}\n{channel}\n{socket}\n{}\n{body}", if ok { "1" } else { "0" });
+        prop_assert_eq!(
+            decode(text.as_bytes()),
+            Ok(Message::Joined { app: &app, channel: &channel, socket, ok, members: &body })
+        );
+        for line in body.lines() {
+            prop_assert!(crate::channels::MemberData::from_wire(line).is_some());
+        }
+    }
 }
