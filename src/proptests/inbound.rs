@@ -135,3 +135,29 @@ proptest! {
         }
     }
 }
+
+/// Deep nesting never overflows the stack. Where a value is parsed into a tree, serde_json's
+/// recursion limit (128) refuses it; client-event data without whitespace is relayed as the raw
+/// text it is, whatever its depth (it is never parsed into a tree).
+#[test]
+fn deep_nesting_is_refused_or_relayed_verbatim() {
+    for depth in [10usize, 200, 100_000] {
+        let nested = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+        let frame = format!(r#"{{"event":"client-x","channel":"private-a","data":{nested}}}"#);
+        let relayed = match parse(&frame) {
+            Ok(ClientMessage::ClientEvent { data, .. }) => data,
+            other => panic!("depth {depth}: {other:?}"),
+        };
+        assert_eq!(relayed.as_deref(), Some(nested.as_str()));
+        let spaced = format!("{}{}", "[ ".repeat(depth), "]".repeat(depth));
+        let frame = format!(r#"{{"event":"client-x","channel":"private-a","data":{spaced}}}"#);
+        assert_eq!(parse(&frame).is_ok(), depth < 128, "depth {depth}");
+        let frame = format!(r#"{{"event":"pusher:subscribe","data":{{"channel":{nested}}}}}"#);
+        assert_eq!(parse(&frame), Err(PusherError::InvalidMessage));
+        let data = serde_json::to_string(&format!(r#"{{"channel":{nested}}}"#)).unwrap();
+        let frame = format!(r#"{{"event":"pusher:subscribe","data":{data}}}"#);
+        assert_eq!(parse(&frame), Err(PusherError::InvalidMessage));
+        let frame = format!(r#"{{"event":{nested}}}"#);
+        assert_eq!(parse(&frame), Err(PusherError::InvalidMessage));
+    }
+}
