@@ -8,6 +8,7 @@
 //! shares read from Redis, and fall back to this node's own view when Redis does not answer.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -237,8 +238,16 @@ impl Adapter {
     }
 }
 
-/// A query answered from this node alone because Redis did not answer.
+/// A query answered from this node alone because Redis did not answer (logged for the first
+/// ten, then every power of two, so an outage under query load does not flood the log).
 fn local_answer<T>(local: T, err: &redis::RedisError) -> T {
-    tracing::warn!("cluster: Redis did not answer a query ({err}); answering for this node only");
+    static FAILED: AtomicU64 = AtomicU64::new(0);
+    let n = FAILED.fetch_add(1, Ordering::Relaxed) + 1;
+    if n <= 10 || n.is_power_of_two() {
+        tracing::warn!(
+            total = n,
+            "cluster: Redis did not answer a query ({err}); answering for this node only"
+        );
+    }
     local
 }
