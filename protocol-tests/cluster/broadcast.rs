@@ -203,42 +203,59 @@ async fn socket_id_excludes_a_socket_on_another_node() {
     quiet_all(&mut [&mut a, &mut b, &mut excluded, &mut d], QUIET_MS).await;
 }
 
+/// Polls node `i`'s `GET /channels/{channel}?info=cache` until it holds `data` (the event has
+/// reached that node: cache replay, like every cross-node effect, may take a moment); returns the
+/// answer.
+async fn wait_cached(c: &Cluster, i: usize, channel: &str, data: &str) -> Value {
+    let api = c.node(i).api();
+    let path = api.app_path(&format!("/channels/{channel}"));
+    converge(&format!("cache info on node {i}"), CONVERGE, true, || {
+        let (api, path) = (api.clone(), path.clone());
+        async move {
+            let (s, b) = api.get(&path, &[("info", "cache")]).await;
+            s == 200 && b["cache"]["data"] == data
+        }
+    })
+    .await;
+    api.get(&path, &[("info", "cache")]).await.1
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cache_channel_is_shared_by_the_cluster() {
-    let c = Cluster::start(3).await;
+    let mut c = Cluster::start(3).await;
     c.node(0)
         .api()
         .trigger(&["cache-x"], "price", "{\"v\":1}")
         .await;
+    // The cache query on the other nodes shows it.
+    let b = wait_cached(&c, 1, "cache-x", "{\"v\":1}").await;
+    assert_eq!(b["cache"]["event"], "price", "{b}");
+    assert_eq!(b["occupied"], false, "{b}");
+    let ttl = b["cache"]["ttl"].as_u64().unwrap_or(0);
+    assert!((1..=1800).contains(&ttl), "ttl in {b}");
+    wait_cached(&c, 2, "cache-x", "{\"v\":1}").await;
     // A new subscriber on another node gets the cached event right after succeeding.
     let mut late = c.node(2).client().await;
     late.subscribe("cache-x").await;
     expect_once(&mut late, &ev("price", "cache-x", "{\"v\":1}")).await;
-    // The cache query on a third node shows it.
-    let api1 = c.node(1).api();
-    let path = api1.app_path("/channels/cache-x");
-    converge("cache info on node 1", CONVERGE, true, || {
-        let (api1, path) = (api1.clone(), path.clone());
-        async move {
-            let (s, b) = api1.get(&path, &[("info", "cache")]).await;
-            s == 200 && b["cache"]["event"] == "price" && b["cache"]["data"] == "{\"v\":1}"
-        }
-    })
-    .await;
-    let (_, b) = api1.get(&path, &[("info", "cache")]).await;
-    let ttl = b["cache"]["ttl"].as_u64().unwrap_or(0);
-    assert!((1..=1800).contains(&ttl), "ttl in {b}");
     // A newer event replaces it everywhere; live subscribers get it once.
     c.node(1)
         .api()
         .trigger(&["cache-x"], "price", "{\"v\":2}")
         .await;
     expect_once(&mut late, &ev("price", "cache-x", "{\"v\":2}")).await;
+    wait_cached(&c, 0, "cache-x", "{\"v\":2}").await;
     let mut later = c.node(0).client().await;
     later.subscribe("cache-x").await;
     expect_once(&mut later, &ev("price", "cache-x", "{\"v\":2}")).await;
+    // A node started after the event replays it too (it is kept in Redis).
+    let n = c.add_node().await;
+    wait_cached(&c, n, "cache-x", "{\"v\":2}").await;
+    let mut newest = c.node(n).client().await;
+    newest.subscribe("cache-x").await;
+    expect_once(&mut newest, &ev("price", "cache-x", "{\"v\":2}")).await;
     // A cache channel never triggered anywhere misses on every node.
-    for i in 0..3 {
+    for i in 0..c.nodes.len() {
         let mut m = c.node(i).client().await;
         m.subscribe("cache-empty").await;
         expect_once(
@@ -268,7 +285,7 @@ async fn one_node_with_scaling_on_behaves_like_a_single_server() {
     assert_eq!(presence_ids(&p), vec!["1", "2"]);
     assert_eq!(
         data_json(&a.recv_event("pusher_internal:member_added").await),
-        json!({"user_id":"2"})
+        json!({"user_id":"2","user_info":null})
     );
     let api = n.api();
     let (s, body) = api

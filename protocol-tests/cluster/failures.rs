@@ -230,7 +230,7 @@ async fn redis_restarted_empty_state_is_rebuilt() {
     for m in &mut members {
         let v = m.recv().await;
         assert_eq!(v["event"], "pusher_internal:member_added", "{v}");
-        assert_eq!(data_json(&v), json!({"user_id":"r3"}));
+        assert_eq!(data_json(&v), json!({"user_id":"r3","user_info":null}));
     }
     let mut refs: Vec<&mut Client> = members.iter_mut().chain(pubs.iter_mut()).collect();
     quiet_all(&mut refs, QUIET_MS).await;

@@ -109,6 +109,15 @@ async fn integer_user_id_keeps_its_type_across_nodes() {
     let p = j
         .subscribe_presence("presence-int", r#"{"user_id":"j"}"#)
         .await;
+    let j_added = json!({"user_id":"j","user_info":null});
+    assert_eq!(
+        data_json(&w.recv_event("pusher_internal:member_added").await),
+        j_added
+    );
+    assert_eq!(
+        data_json(&n.recv_event("pusher_internal:member_added").await),
+        j_added
+    );
     let ids = p["ids"].as_array().cloned().unwrap_or_default();
     assert!(ids.contains(&json!(5)), "integer id kept in {p}");
     assert_eq!(p["hash"]["5"], json!({"k":1}), "{p}");
@@ -194,6 +203,44 @@ async fn member_limit_holds_under_concurrent_joins_on_different_nodes() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_first_and_last_sockets_of_a_user_are_announced_once() {
+    let c = Cluster::start(3).await;
+    let mut w = c.node(0).client().await;
+    w.subscribe_presence("presence-dup", r#"{"user_id":"w"}"#)
+        .await;
+    for round in 0..3 {
+        let data = format!(r#"{{"user_id":"u{round}"}}"#);
+        let mut s1 = c.node(1).client().await;
+        let mut s2 = c.node(2).client().await;
+        // Both first sockets join at once, on two nodes.
+        s1.send_presence_subscribe("presence-dup", &data).await;
+        s2.send_presence_subscribe("presence-dup", &data).await;
+        for s in [&mut s1, &mut s2] {
+            let p = presence_payload(&s.recv().await, "presence-dup");
+            assert_eq!(p["count"], 2, "round {round}: {p}");
+        }
+        let v = w.recv().await;
+        assert_eq!(
+            member_event(&v),
+            added(
+                "presence-dup",
+                json!({"user_id": format!("u{round}"), "user_info": null})
+            ),
+            "round {round}"
+        );
+        quiet_all(&mut [&mut w, &mut s1, &mut s2], QUIET_MS).await;
+        // Both last sockets leave at once.
+        tokio::join!(s1.close(), s2.close());
+        assert_eq!(
+            w.recv().await,
+            removed_frame("presence-dup", &format!("u{round}")),
+            "round {round}"
+        );
+        w.expect_nothing(QUIET_MS).await;
+    }
+}
+
 async fn expect_terminated(c: &mut Client) {
     let err = c.recv().await;
     assert_eq!(
@@ -275,9 +322,15 @@ async fn app_connection_quota_is_cluster_wide() {
     fourth
         .expect_error_and_close(4004, Some("Application is over connection quota"))
         .await;
-    // The refused socket is not counted anywhere.
+    // The refused socket is not counted, on node 2 nor (once they have converged) elsewhere.
+    assert_eq!(api2.connections().await, 3, "node 2 after the refusal");
     for i in 0..3 {
-        assert_eq!(c.node(i).api().connections().await, 3, "node {i}");
+        let api = c.node(i).api();
+        converge(&format!("connections on node {i}"), CONVERGE, 3, || {
+            let api = api.clone();
+            async move { api.connections().await }
+        })
+        .await;
     }
     // A slot freed on node 0 can be used on node 2.
     first.close().await;
