@@ -137,7 +137,9 @@ impl Drop for Cluster {
             n.kill9();
         }
         self.redis.stop();
-        if !std::thread::panicking() {
+        if std::env::var_os("CLUSTER_KEEP_LOGS").is_some() {
+            eprintln!("cluster logs kept in {}", self.dir.display());
+        } else if !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }

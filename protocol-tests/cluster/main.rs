@@ -7,14 +7,15 @@
 //! - `presence`: cluster-wide member lists and limits, member_added/removed exactly once,
 //!   terminate_connections, the per-app connection quota;
 //! - `queries`: channel, user and connection queries answered cluster-wide from any node;
-//! - `failures`: a node killed with SIGKILL, Redis down, Redis restarted empty, garbage on the
-//!   pub/sub channel.
+//! - `failures`: a node killed with SIGKILL, Redis down, Redis restarted empty;
+//! - `garbage`: foreign and damaged messages on the cluster's pub/sub channel.
 
 #[path = "../common/mod.rs"]
 mod common;
 
 mod broadcast;
 mod failures;
+mod garbage;
 mod harness;
 mod node;
 mod presence;
