@@ -124,11 +124,24 @@ impl Adapter {
     }
 
     /// Relays an already-built client-event frame to everyone on the channel but the sender.
-    pub fn relay(&self, app: &App, channel: &str, frame: &Frame, sender: SocketId) {
-        self.ns(app).channels.publish(channel, frame, Some(sender));
+    /// Clustered, a sender whose presence join the cluster refused (member limit) is no longer
+    /// subscribed, although its session recorded the subscribe: it is refused here.
+    pub fn relay(
+        &self,
+        app: &App,
+        channel: &str,
+        frame: &Frame,
+        sender: SocketId,
+    ) -> Result<(), PusherError> {
+        let ns = self.ns(app);
+        if self.cluster.is_some() && !ns.channels.is_subscribed(channel, sender) {
+            return Err(PusherError::NotAMember);
+        }
+        ns.channels.publish(channel, frame, Some(sender));
         if let Some(c) = &self.cluster {
             c.publish_event(app, channel, frame, Some(sender), None);
         }
+        Ok(())
     }
 
     /// Records that a socket signed in as `user`.
