@@ -46,7 +46,9 @@ if (sabotage[0]) console.error(`(CHECK_SABOTAGE=${sabotage.join(',')}: failures 
 const mainServer = new Herald(bin, 'main', { server: { max_request_size: 10000 }, apps: serverApps });
 const env = { bin, apps, masterKey, main: mainServer, port: 0, ARTIFACTS };
 
-const modules = (process.env.CHECK_MODULES || 'ws,http,sdk-node,sdk-python,pusherjs,echo,browser,prefix,envfile,shutdown').split(',');
+// Names of tests/*.mjs, with or without the .mjs suffix.
+const modules = (process.env.CHECK_MODULES || 'ws,http,sdk-node,sdk-python,pusherjs,echo,browser,prefix,envfile,shutdown,cluster')
+  .split(',').map((m) => m.trim().replace(/\.mjs$/, '')).filter(Boolean);
 
 // If the main server died (a crash), restart it before the next check so one crash does
 // not fail every later check; the crash itself is reported as a failing line at the end.
