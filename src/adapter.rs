@@ -1,54 +1,65 @@
 //! The adapter seam: every cross-socket operation (subscribe, publish, presence, queries,
 //! terminate) goes through [`Adapter`], so the socket and HTTP layers never touch channel state
-//! directly. Today it is node-local; a Redis-backed variant can join here (publishing to other
-//! nodes and merging their answers) without changing its callers, which is why the query methods
-//! are already `async`.
+//! and never learn whether the node is clustered.
+//!
+//! Alone, a node answers from its [`LocalState`]. Clustered, it still delivers to its own
+//! sockets directly (never through a round trip to Redis) and additionally hands each write to
+//! the [`Cluster`] link, which shares it with the other nodes; queries add the other nodes'
+//! shares read from Redis, and fall back to this node's own view when Redis does not answer.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
-use dashmap::DashMap;
-
-use crate::apps::{App, AppRegistry};
-use crate::channels::cache::{CacheStore, CachedEvent};
-use crate::channels::{ChannelCounts, ChannelRegistry, Joined, Left, MemberData};
+use crate::apps::App;
+use crate::channels::cache::CachedEvent;
+use crate::channels::{ChannelCounts, Joined, Left, MemberData};
+use crate::cluster::Cluster;
+use crate::local::{Local, Namespace};
 use crate::outbox::{Outbox, SocketId};
 use crate::protocol::outbound::{self, Frame};
 use crate::protocol::{ChannelKind, PusherError};
 
-/// The state of one app on this node.
-#[derive(Debug, Default)]
-struct Namespace {
-    channels: ChannelRegistry,
-    cache: CacheStore,
-    /// Signed-in users → their sockets (for terminate_connections).
-    users: DashMap<String, HashMap<SocketId, Outbox>>,
-}
+pub use crate::local::LocalState;
 
 /// The one place cross-socket state is read and written.
 #[derive(Debug)]
 pub struct Adapter {
-    namespaces: HashMap<String, Namespace>,
+    local: Local,
+    cluster: Option<Cluster>,
 }
 
 impl Adapter {
-    /// A node-local adapter with one namespace per configured app.
-    pub fn local(apps: &AppRegistry) -> Self {
-        let namespaces = apps
-            .all()
-            .map(|a| (a.id().to_owned(), Namespace::default()))
-            .collect();
-        Self { namespaces }
+    /// A node-local adapter.
+    pub fn local(local: Local) -> Self {
+        Self {
+            local,
+            cluster: None,
+        }
+    }
+
+    /// A clustered adapter: `local` must have been built clustered.
+    pub fn clustered(local: Local, cluster: Cluster) -> Self {
+        Self {
+            local,
+            cluster: Some(cluster),
+        }
+    }
+
+    /// The cluster link, when scaling is on.
+    pub fn cluster(&self) -> Option<&Cluster> {
+        self.cluster.as_ref()
     }
 
     fn ns(&self, app: &App) -> &Namespace {
-        self.namespaces
-            .get(app.id())
+        self.local
+            .ns(app.id())
             .expect("every app has a namespace from start-up")
     }
 
     /// Subscribes a socket; queues subscription_succeeded, then the cache replay or cache_miss
-    /// for cache channels, then member_added to the other members.
+    /// for cache channels, then member_added to the other members. Clustered presence joins
+    /// get those from the cluster instead, in cluster order.
     pub fn subscribe(
         &self,
         app: &App,
@@ -60,12 +71,27 @@ impl Adapter {
         let ns = self.ns(app);
         let after = kind.cache.then(|| ns.cache.replay_frame(channel).0);
         let max = app.config.max_presence_members;
-        ns.channels.subscribe(channel, outbox, member, max, after)
+        let joined = ns.channels.subscribe(channel, outbox, member, max, after)?;
+        if let Some(c) = &self.cluster {
+            c.touch(app.id(), channel);
+            if let (true, Some(m)) = (joined.pending, member) {
+                c.join(app, channel, outbox.id(), m, joined.member_added);
+            }
+        }
+        Ok(joined)
     }
 
-    /// Unsubscribes a socket; queues member_removed for the others when its user left.
+    /// Unsubscribes a socket; member_removed goes out when its user left (cluster-wide when
+    /// clustered).
     pub fn unsubscribe(&self, app: &App, channel: &str, id: SocketId) -> Option<Left> {
-        self.ns(app).channels.unsubscribe(channel, id)
+        let left = self.ns(app).channels.unsubscribe(channel, id);
+        if let (Some(c), Some(l)) = (&self.cluster, &left) {
+            c.touch(app.id(), channel);
+            if let Some(user) = &l.user {
+                c.leave(app.id(), channel, user.clone());
+            }
+        }
+        left
     }
 
     /// Whether a socket is subscribed to a channel.
@@ -84,81 +110,135 @@ impl Adapter {
         except: Option<SocketId>,
     ) {
         let ns = self.ns(app);
-        if ChannelKind::of(channel).cache {
+        let cache = ChannelKind::of(channel).cache;
+        if cache {
             let ttl = Duration::from_secs(app.config.cache_ttl);
             ns.cache.store(channel, event, data, ttl);
         }
         let frame = outbound::event(event, channel, Some(data), None);
         ns.channels.publish(channel, &frame, except);
+        if let Some(c) = &self.cluster {
+            c.publish_event(app, channel, &frame, except, cache.then_some((event, data)));
+        }
     }
 
     /// Relays an already-built client-event frame to everyone on the channel but the sender.
     pub fn relay(&self, app: &App, channel: &str, frame: &Frame, sender: SocketId) {
         self.ns(app).channels.publish(channel, frame, Some(sender));
+        if let Some(c) = &self.cluster {
+            c.publish_event(app, channel, frame, Some(sender), None);
+        }
     }
 
     /// Records that a socket signed in as `user`.
     pub fn sign_in(&self, app: &App, user: &str, outbox: &Outbox) {
-        self.ns(app)
-            .users
-            .entry(user.to_owned())
-            .or_default()
-            .insert(outbox.id(), outbox.clone());
+        self.ns(app).sign_in(user, outbox);
     }
 
     /// Forgets a signed-in socket (on disconnect).
     pub fn sign_out(&self, app: &App, user: &str, id: SocketId) {
-        let users = &self.ns(app).users;
-        if let Some(mut sockets) = users.get_mut(user) {
-            sockets.remove(&id);
-        }
-        users.remove_if(user, |_, s| s.is_empty());
+        self.ns(app).sign_out(user, id);
     }
 
     /// Closes (4009) every socket signed in as `user` or joined to a presence channel as
-    /// `user`; returns how many were asked to close.
+    /// `user`, on every node; returns how many of this node's sockets were asked to close.
     pub async fn terminate_user(&self, app: &App, user: &str) -> usize {
-        let ns = self.ns(app);
-        let mut targets: HashMap<SocketId, Outbox> =
-            ns.users.get(user).map(|s| s.clone()).unwrap_or_default();
-        for o in ns.channels.presence_sockets(user) {
-            targets.insert(o.id(), o);
+        if let Some(c) = &self.cluster {
+            c.terminate(app, user);
         }
-        for o in targets.values() {
-            o.close(PusherError::Terminated);
-        }
-        targets.len()
+        self.ns(app).terminate_user(user)
     }
 
     /// Counts of one channel.
     pub async fn channel_counts(&self, app: &App, channel: &str) -> ChannelCounts {
-        self.ns(app).channels.counts(channel)
+        let local = self.ns(app).channels.counts(channel);
+        let Some(c) = &self.cluster else { return local };
+        match c.remote_counts(app.id(), channel).await {
+            Ok(remote) => ChannelCounts {
+                subscriptions: local.subscriptions + remote.subscriptions,
+                users: ChannelKind::of(channel)
+                    .is_presence()
+                    .then_some(remote.users),
+            },
+            Err(e) => local_answer(local, &e),
+        }
     }
 
     /// Occupied channels with a name prefix.
     pub async fn channels(&self, app: &App, prefix: &str) -> Vec<(String, ChannelCounts)> {
-        self.ns(app).channels.list(prefix)
+        let local = self.ns(app).channels.list(prefix);
+        let Some(c) = &self.cluster else { return local };
+        let remote = match c.remote_channels(app.id(), prefix).await {
+            Ok(r) => r,
+            Err(e) => return local_answer(local, &e),
+        };
+        let mut all: HashMap<String, ChannelCounts> = local.into_iter().collect();
+        for (name, n) in remote {
+            all.entry(name).or_default().subscriptions += n;
+        }
+        let presence: Vec<&str> = all
+            .keys()
+            .filter(|n| ChannelKind::of(n).is_presence())
+            .map(String::as_str)
+            .collect();
+        match c.user_counts(app.id(), &presence).await {
+            Ok(users) => {
+                let users: Vec<(String, usize)> =
+                    presence.iter().map(|s| s.to_string()).zip(users).collect();
+                for (name, n) in users {
+                    if let Some(counts) = all.get_mut(&name) {
+                        counts.users = Some(n);
+                    }
+                }
+            }
+            Err(e) => tracing::warn!("cluster: presence counts from this node only: {e}"),
+        }
+        all.into_iter().collect()
     }
 
     /// Distinct users of a presence channel (ids in string form).
-    pub async fn user_ids(&self, app: &App, channel: &str) -> Vec<std::sync::Arc<str>> {
-        self.ns(app).channels.user_ids(channel)
+    pub async fn user_ids(&self, app: &App, channel: &str) -> Vec<Arc<str>> {
+        let local = self.ns(app).channels.user_ids(channel);
+        let Some(c) = &self.cluster else { return local };
+        match c.user_ids(app.id(), channel).await {
+            Ok(ids) => ids.into_iter().map(Arc::from).collect(),
+            Err(e) => local_answer(local, &e),
+        }
     }
 
-    /// The live cached event of a cache channel.
+    /// The live cached event of a cache channel (every node keeps every cache channel).
     pub async fn cached(&self, app: &App, channel: &str) -> Option<CachedEvent> {
         self.ns(app).cache.get(channel)
     }
 
     /// Open connections of the app.
     pub async fn connections(&self, app: &App) -> usize {
-        app.connection_count()
+        let local = app.connection_count();
+        let Some(c) = &self.cluster else { return local };
+        match c.remote_connections(app.id()).await {
+            Ok(n) => local + n,
+            Err(e) => local_answer(local, &e),
+        }
     }
 
     /// Drops expired cache entries of every app.
     pub fn sweep(&self) {
-        for ns in self.namespaces.values() {
+        for (_, ns) in self.local.all() {
             ns.cache.sweep();
         }
     }
+
+    /// Leaves the cluster (if any) within `deadline`: queued messages go out, then this node's
+    /// state is removed from Redis.
+    pub async fn stop(&self, deadline: Duration) {
+        if let Some(c) = &self.cluster {
+            c.stop(deadline).await;
+        }
+    }
+}
+
+/// A query answered from this node alone because Redis did not answer.
+fn local_answer<T>(local: T, err: &redis::RedisError) -> T {
+    tracing::warn!("cluster: Redis did not answer a query ({err}); answering for this node only");
+    local
 }

@@ -14,6 +14,9 @@ pub struct App {
     pub config: AppConfig,
     /// Open WebSocket connections of this app on this node (for `max_connections`, `/connections`).
     connections: AtomicUsize,
+    /// Clustered: the app's connections on the other nodes, refreshed by the cluster link, so
+    /// `max_connections` holds cluster-wide.
+    remote_connections: AtomicUsize,
 }
 
 impl App {
@@ -22,6 +25,7 @@ impl App {
         Self {
             config,
             connections: AtomicUsize::new(0),
+            remote_connections: AtomicUsize::new(0),
         }
     }
 
@@ -48,7 +52,11 @@ impl App {
     /// Takes a connection slot, or refuses when `max_connections` is reached. The slot is
     /// returned by [`App::release_connection`].
     pub fn try_acquire_connection(&self) -> bool {
-        let limit = self.config.max_connections.map(|m| m as usize);
+        let remote = self.remote_connections.load(Ordering::Acquire);
+        let limit = self
+            .config
+            .max_connections
+            .map(|m| (m as usize).saturating_sub(remote));
         self.connections
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| match limit {
                 Some(max) if n >= max => None,
@@ -60,6 +68,11 @@ impl App {
     /// Returns a slot taken by [`App::try_acquire_connection`].
     pub fn release_connection(&self) {
         self.connections.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Records how many connections the other nodes of the cluster hold.
+    pub fn set_remote_connections(&self, n: usize) {
+        self.remote_connections.store(n, Ordering::Release);
     }
 
     /// Open connections of this app on this node.

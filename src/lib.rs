@@ -3,15 +3,18 @@
 //! The modules follow the layering of `docs/architecture.md` (a module imports only from lower
 //! layers): wire types and config at the bottom (`config`, `protocol`), app registry and
 //! per-socket outboxes (`apps`, `outbox`), pure signatures and channel membership (`auth`,
-//! `channels`), the cross-socket seam (`adapter`), the WebSocket and HTTP sides (`socket`,
-//! `http`), and `server` composing them.
+//! `channels`), this node's state (`local`), the Redis cluster link (`cluster`), the
+//! cross-socket seam (`adapter`), the WebSocket and HTTP sides (`socket`, `http`), and `server`
+//! composing them.
 
 pub mod adapter;
 pub mod apps;
 pub mod auth;
 pub mod channels;
+pub mod cluster;
 pub mod config;
 pub mod http;
+pub mod local;
 pub mod outbox;
 pub mod protocol;
 pub mod server;

@@ -20,8 +20,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::adapter::Adapter;
+use crate::adapter::{Adapter, LocalState};
 use crate::apps::AppRegistry;
+use crate::cluster::{Cluster, ClusterError};
 use crate::config::{Config, ConfigError};
 use crate::http::{self, ApiContext, ApiError};
 use crate::socket::{self, SocketContext};
@@ -32,6 +33,9 @@ pub enum ServerError {
     /// The config failed validation.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The cluster link could not be set up.
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
     /// The listener could not bind.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -41,6 +45,10 @@ pub enum ServerError {
         source: std::io::Error,
     },
 }
+
+/// How long a clustered node may take, after its sockets closed, to send what it still holds
+/// and leave the cluster.
+const CLUSTER_LEAVE: Duration = Duration::from_secs(3);
 
 /// How often expired cache-channel entries are dropped.
 const CACHE_SWEEP: Duration = Duration::from_secs(60);
@@ -68,7 +76,15 @@ impl Server {
             .await
             .map_err(|source| ServerError::Bind { addr, source })?;
         let apps = Arc::new(AppRegistry::new(&config.apps));
-        let adapter = Arc::new(Adapter::local(&apps));
+        let scaling = &config.scaling;
+        let local = Arc::new(LocalState::new(&apps, scaling.enabled));
+        let adapter = if scaling.enabled {
+            let cluster = Cluster::start(scaling, local.clone(), apps.clone())?;
+            Adapter::clustered(local, cluster)
+        } else {
+            Adapter::local(local)
+        };
+        let adapter = Arc::new(adapter);
         let sockets = Arc::new(SocketContext {
             adapter: adapter.clone(),
             apps: apps.clone(),
@@ -135,6 +151,7 @@ impl Server {
         {
             tracing::warn!("shutdown deadline reached with connections still open");
         }
+        ctx.adapter.stop(CLUSTER_LEAVE).await;
         tracing::info!("shutdown complete");
         Ok(())
     }

@@ -13,13 +13,16 @@ use dashmap::DashMap;
 use crate::outbox::{Outbox, SocketId};
 use crate::protocol::outbound::{self, Frame};
 use crate::protocol::PusherError;
-pub use presence::{MemberData, Presence};
+pub use presence::{snapshot_of, MemberData, Presence};
 
 #[derive(Debug)]
 struct Subscriber {
     outbox: Outbox,
     /// The presence identity this socket joined as (presence channels only).
     member: Option<std::sync::Arc<str>>,
+    /// Clustered presence only: joined locally, waiting for the cluster's member snapshot.
+    /// A pending socket gets no channel frames until [`ChannelRegistry::confirm`].
+    pending: bool,
 }
 
 #[derive(Debug, Default)]
@@ -37,15 +40,19 @@ pub struct Joined {
     pub member_added: bool,
     /// The socket was already subscribed (only subscription_succeeded was re-sent).
     pub already: bool,
+    /// Clustered presence: nothing was sent yet; the cluster answers with the snapshot.
+    pub pending: bool,
 }
 
 /// What an unsubscribe changed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Left {
     /// The channel went from 1 to 0 subscribers.
     pub vacated: bool,
-    /// A presence user's last socket left.
+    /// A presence user's last socket (on this node) left.
     pub member_removed: bool,
+    /// The presence user (string form of `user_id`) when `member_removed`.
+    pub user: Option<std::sync::Arc<str>>,
 }
 
 /// Counts for one channel, as the HTTP API reports them.
@@ -57,13 +64,33 @@ pub struct ChannelCounts {
     pub users: Option<usize>,
 }
 
+/// A node's presence holdings (see [`ChannelRegistry::presence_state`]).
+#[derive(Debug, Default)]
+pub struct PresenceState {
+    /// (channel, member) for members with a confirmed socket here.
+    pub members: Vec<(String, MemberData)>,
+    /// (channel, socket, member) for sockets waiting for the cluster's snapshot.
+    pub pending: Vec<(String, SocketId, MemberData)>,
+}
+
 /// Every channel of one app on this node.
 #[derive(Debug, Default)]
 pub struct ChannelRegistry {
     channels: DashMap<String, Channel>,
+    /// Presence is cluster-wide: joins wait for the cluster's snapshot, member events and the
+    /// member limit come from the cluster, so none are produced here.
+    clustered: bool,
 }
 
 impl ChannelRegistry {
+    /// A registry whose presence channels are decided cluster-wide (see [`Joined::pending`]).
+    pub fn clustered() -> Self {
+        Self {
+            channels: DashMap::new(),
+            clustered: true,
+        }
+    }
+
     /// Subscribes `outbox` to `name`. Queues subscription_succeeded (with the presence snapshot)
     /// and then `after` (a cache replay) to the joiner, and member_added to the others, all under
     /// the channel's lock so no broadcast can slip between them.
@@ -81,9 +108,21 @@ impl ChannelRegistry {
             occupied: ch.subscribers.is_empty(),
             ..Joined::default()
         };
-        if ch.subscribers.contains_key(&id) {
+        let clustered_presence = self.clustered && member.is_some();
+        if let Some(sub) = ch.subscribers.get_mut(&id) {
             joined.already = true;
+            if clustered_presence {
+                // A repeated presence subscribe gets a fresh cluster snapshot.
+                sub.pending = true;
+                joined.pending = true;
+                return Ok(joined);
+            }
         } else if let Some(m) = member {
+            let max_members = if self.clustered {
+                usize::MAX
+            } else {
+                max_members
+            };
             let presence = ch.presence.get_or_insert_with(Presence::default);
             match presence.join(m, max_members) {
                 Ok(added) => joined.member_added = added,
@@ -102,14 +141,20 @@ impl ChannelRegistry {
                 Subscriber {
                     outbox: outbox.clone(),
                     member: Some(m.key.clone()),
+                    pending: self.clustered,
                 },
             );
+            if self.clustered {
+                joined.pending = true;
+                return Ok(joined);
+            }
         } else {
             ch.subscribers.insert(
                 id,
                 Subscriber {
                     outbox: outbox.clone(),
                     member: None,
+                    pending: false,
                 },
             );
         }
@@ -141,7 +186,10 @@ impl ChannelRegistry {
         if let (Some(key), Some(presence)) = (sub.member, ch.presence.as_mut()) {
             if let Some(user_id) = presence.leave(&key) {
                 left.member_removed = true;
-                fan_out(&ch, &outbound::member_removed(name, &user_id), None);
+                left.user = Some(key);
+                if !self.clustered {
+                    fan_out(&ch, &outbound::member_removed(name, &user_id), None);
+                }
             }
         }
         drop(ch);
@@ -150,6 +198,62 @@ impl ChannelRegistry {
                 .remove_if(name, |_, c| c.subscribers.is_empty());
         }
         Some(left)
+    }
+
+    /// Clustered presence: queues subscription_succeeded (`succeeded`) and then `after` (a cache
+    /// replay) to a pending socket and makes it a full subscriber, under the channel's lock, so
+    /// member events ordered after the snapshot reach it and earlier ones do not. Returns false
+    /// when the socket is no longer pending there (it left meanwhile).
+    pub fn confirm(
+        &self,
+        name: &str,
+        id: SocketId,
+        succeeded: Frame,
+        after: Option<Frame>,
+    ) -> bool {
+        let Some(mut ch) = self.channels.get_mut(name) else {
+            return false;
+        };
+        let Some(sub) = ch.subscribers.get_mut(&id).filter(|s| s.pending) else {
+            return false;
+        };
+        sub.pending = false;
+        sub.outbox.try_send(succeeded);
+        if let Some(frame) = after {
+            sub.outbox.try_send(frame);
+        }
+        true
+    }
+
+    /// Clustered presence: the outbox of a socket still pending on `name`.
+    pub fn pending_outbox(&self, name: &str, id: SocketId) -> Option<Outbox> {
+        let ch = self.channels.get(name)?;
+        let sub = ch.subscribers.get(&id).filter(|s| s.pending)?;
+        Some(sub.outbox.clone())
+    }
+
+    /// Clustered presence: what this node holds, so it can re-register itself after Redis lost
+    /// its state: the members with at least one confirmed socket, and every pending socket.
+    pub fn presence_state(&self) -> PresenceState {
+        let mut state = PresenceState::default();
+        for ch in self.channels.iter() {
+            let Some(presence) = &ch.presence else {
+                continue;
+            };
+            let mut confirmed: Vec<&str> = Vec::new();
+            for (id, sub) in &ch.subscribers {
+                let Some(m) = sub.member.as_deref().and_then(|k| presence.member(k)) else {
+                    continue;
+                };
+                if sub.pending {
+                    state.pending.push((ch.key().clone(), *id, m.clone()));
+                } else if !confirmed.contains(&&*m.key) {
+                    confirmed.push(&m.key);
+                    state.members.push((ch.key().clone(), m.clone()));
+                }
+            }
+        }
+        state
     }
 
     /// Queues `frame` for every subscriber of `name` except `except`; returns how many got it.
@@ -220,7 +324,7 @@ fn counts_of(c: &Channel) -> ChannelCounts {
 fn fan_out(ch: &Channel, frame: &Frame, except: Option<SocketId>) -> usize {
     let mut sent = 0;
     for (id, sub) in &ch.subscribers {
-        if Some(*id) != except && sub.outbox.try_send(frame.clone()) {
+        if Some(*id) != except && !sub.pending && sub.outbox.try_send(frame.clone()) {
             sent += 1;
         }
     }

@@ -63,6 +63,45 @@ impl MemberData {
     }
 }
 
+impl MemberData {
+    /// The form kept in Redis and carried between nodes: `[key, user_id, user_info]` as JSON
+    /// (compact, so it holds no raw newline).
+    pub fn to_wire(&self) -> String {
+        let key = serde_json::to_string(&*self.key).expect("strings serialise");
+        format!("[{key},{},{}]", self.user_id.get(), self.user_info.get())
+    }
+
+    /// Parses [`MemberData::to_wire`]; `None` for anything else.
+    pub fn from_wire(text: &str) -> Option<Self> {
+        let (key, user_id, user_info): (String, Box<RawValue>, Box<RawValue>) =
+            serde_json::from_str(text).ok()?;
+        Some(Self {
+            key: key.into(),
+            user_id,
+            user_info,
+        })
+    }
+}
+
+/// `{"presence":{"ids":[...],"hash":{...},"count":n}}` for any list of members.
+pub fn snapshot_of<'a>(members: impl Iterator<Item = &'a MemberData>) -> String {
+    let mut ids = String::from("[");
+    let mut hash = String::from("{");
+    let mut count = 0;
+    for (i, m) in members.enumerate() {
+        if i > 0 {
+            ids.push(',');
+            hash.push(',');
+        }
+        ids.push_str(m.user_id.get());
+        hash.push_str(&serde_json::to_string(&*m.key).expect("strings serialise"));
+        hash.push(':');
+        hash.push_str(m.user_info.get());
+        count += 1;
+    }
+    format!(r#"{{"presence":{{"ids":{ids}],"hash":{hash}}},"count":{count}}}}}"#)
+}
+
 fn null() -> Box<RawValue> {
     RawValue::from_string("null".into()).expect("null is JSON")
 }
@@ -133,22 +172,17 @@ impl Presence {
 
     /// `{"presence":{"ids":[...],"hash":{...},"count":n}}`, the subscription_succeeded payload.
     pub fn snapshot(&self) -> String {
-        let mut ids = String::from("[");
-        let mut hash = String::from("{");
-        for (i, m) in self.members.values().enumerate() {
-            if i > 0 {
-                ids.push(',');
-                hash.push(',');
-            }
-            ids.push_str(m.data.user_id.get());
-            hash.push_str(&serde_json::to_string(&*m.data.key).expect("strings serialise"));
-            hash.push(':');
-            hash.push_str(m.data.user_info.get());
-        }
-        format!(
-            r#"{{"presence":{{"ids":{ids}],"hash":{hash}}},"count":{}}}}}"#,
-            self.members.len()
-        )
+        snapshot_of(self.members())
+    }
+
+    /// Every member's data.
+    pub fn members(&self) -> impl Iterator<Item = &MemberData> {
+        self.members.values().map(|m| &m.data)
+    }
+
+    /// One member's data by user key.
+    pub fn member(&self, key: &str) -> Option<&MemberData> {
+        self.members.get(key).map(|m| &m.data)
     }
 }
 
@@ -195,6 +229,18 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&p.snapshot()).unwrap();
         assert_eq!(v["presence"]["hash"]["x"], serde_json::Value::Null);
         assert_eq!(v["presence"]["count"], 2);
+    }
+
+    #[test]
+    fn wire_form_round_trips() {
+        let m = member(r#"{"user_id": 7, "user_info": {"name": "A\nB"}}"#);
+        let wire = m.to_wire();
+        assert_eq!(wire, r#"["7",7,{"name":"A\nB"}]"#);
+        assert!(!wire.contains('\n'));
+        let back = MemberData::from_wire(&wire).unwrap();
+        assert_eq!(&*back.key, "7");
+        assert_eq!(back.user_id.get(), "7");
+        assert!(MemberData::from_wire("nope").is_none());
     }
 
     #[test]

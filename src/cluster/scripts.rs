@@ -1,0 +1,139 @@
+//! The Lua scripts that keep shared state in Redis. Each runs atomically, which is what makes
+//! presence exact: of two nodes racing for a user's first or last socket, exactly one sees the
+//! transition, and the member event it publishes is ordered, on every subscriber's connection,
+//! with the join confirmations (also published from a script) around it.
+//!
+//! Keys, all under the configured prefix `P` (app ids and channel names never hold a newline;
+//! channel names never hold `:`):
+//! - `P nodes`: sorted set, node id → last heartbeat (Redis `TIME`, ms);
+//! - `P n:{node}:pres`: set of `app \n channel \n user` presence entries the node holds;
+//! - `P n:{node}:subs`: hash, `app \n channel` → the node's subscription count;
+//! - `P n:{node}:conns`: hash, app → the node's open connections;
+//! - `P pm:{app}:{channel}`: hash, user → member (`MemberData::to_wire`);
+//! - `P pc:{app}:{channel}`: hash, user → how many nodes hold that user;
+//! - `P cache:{app}:{channel}`: a cache channel's last event (`event \n data`), with a TTL.
+//!
+//! Scripts build key names from the prefix, so they need a standalone Redis (or Valkey), not
+//! Redis Cluster, as Reverb does.
+
+/// Redis `TIME` in milliseconds, and the leave logic shared by `LEAVE` and `REAP`.
+const PRELUDE: &str = r#"
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function leave(P, node, app, ch, user, pubsub)
+  if redis.call('SREM', P .. 'n:' .. node .. ':pres', app .. '\n' .. ch .. '\n' .. user) == 0 then
+    return 0
+  end
+  local pc = P .. 'pc:' .. app .. ':' .. ch
+  local pm = P .. 'pm:' .. app .. ':' .. ch
+  if redis.call('HINCRBY', pc, user, -1) <= 0 then
+    redis.call('HDEL', pc, user)
+    local m = redis.call('HGET', pm, user)
+    redis.call('HDEL', pm, user)
+    if m then
+      redis.call('PUBLISH', pubsub, 'H1\nMR\n' .. app .. '\n' .. ch .. '\n' .. m)
+    end
+  end
+  return 1
+end
+"#;
+
+/// ARGV: prefix, node, app, channel, user, member, socket ('' = no confirmation), max members,
+/// cluster channel, node channel, register ('1': this node's first socket of the user),
+/// announce ('1': publish member_added when the user is new cluster-wide).
+/// Returns '1', or '0' when the member limit refused a new user.
+const JOIN_BODY: &str = r#"
+local P, node, app, ch, user, member, sock = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+local pm = P .. 'pm:' .. app .. ':' .. ch
+local pc = P .. 'pc:' .. app .. ':' .. ch
+local pres = P .. 'n:' .. node .. ':pres'
+local entry = app .. '\n' .. ch .. '\n' .. user
+local ok = '1'
+if ARGV[11] == '1' and redis.call('SISMEMBER', pres, entry) == 0 then
+  if redis.call('HEXISTS', pm, user) == 0 and redis.call('HLEN', pm) >= tonumber(ARGV[8]) then
+    ok = '0'
+  else
+    redis.call('SADD', pres, entry)
+    redis.call('HSET', pm, user, member)
+    if redis.call('HINCRBY', pc, user, 1) == 1 and ARGV[12] == '1' then
+      redis.call('PUBLISH', ARGV[9], 'H1\nMA\n' .. app .. '\n' .. ch .. '\n' .. sock .. '\n' .. member)
+    end
+  end
+end
+if sock ~= '' then
+  local body = ''
+  if ok == '1' then body = table.concat(redis.call('HVALS', pm), '\n') end
+  redis.call('PUBLISH', ARGV[10], 'H1\nJ\n' .. app .. '\n' .. ch .. '\n' .. sock .. '\n' .. ok .. '\n' .. body)
+end
+return ok
+"#;
+
+/// ARGV: prefix, node, app, channel, user, cluster channel. Returns 1 if the entry existed.
+const LEAVE_BODY: &str = r#"
+return leave(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
+"#;
+
+/// ARGV: prefix, node id, timeout ms. Records the heartbeat; returns {1 if the node was not
+/// registered (Redis lost it, or survivors reaped it), live node ids, dead node ids}.
+const HEARTBEAT_BODY: &str = r#"
+local P, node = ARGV[1], ARGV[2]
+local now = now_ms()
+local added = redis.call('ZADD', P .. 'nodes', now, node)
+local cutoff = now - tonumber(ARGV[3])
+local live = redis.call('ZRANGEBYSCORE', P .. 'nodes', '(' .. cutoff, '+inf')
+local dead = redis.call('ZRANGEBYSCORE', P .. 'nodes', '-inf', cutoff)
+return {added, live, dead}
+"#;
+
+/// ARGV: prefix, node id, cluster channel, timeout ms ('' = unconditionally: a node leaving).
+/// Removes a node and all it held, publishing member_removed for each user it was the last
+/// holder of. Returns 0 when the node heartbeated again meanwhile. Safe to run from several
+/// survivors at once: the second finds nothing left, so each event is published once.
+const REAP_BODY: &str = r#"
+local P, dead, pubsub = ARGV[1], ARGV[2], ARGV[3]
+if ARGV[4] ~= '' then
+  local score = redis.call('ZSCORE', P .. 'nodes', dead)
+  if score and tonumber(score) > now_ms() - tonumber(ARGV[4]) then return 0 end
+end
+redis.call('ZREM', P .. 'nodes', dead)
+local pres = P .. 'n:' .. dead .. ':pres'
+for _, entry in ipairs(redis.call('SMEMBERS', pres)) do
+  local app, ch, user = string.match(entry, '^([^\n]*)\n([^\n]*)\n(.*)$')
+  if app then leave(P, dead, app, ch, user, pubsub) end
+end
+redis.call('DEL', pres, P .. 'n:' .. dead .. ':subs', P .. 'n:' .. dead .. ':conns')
+return 1
+"#;
+
+/// A script's full source (the prelude plus its body), built once.
+pub struct Scripts {
+    /// See `JOIN_BODY`.
+    pub join: String,
+    /// See `LEAVE_BODY`.
+    pub leave: String,
+    /// See `HEARTBEAT_BODY`.
+    pub heartbeat: String,
+    /// See `REAP_BODY`.
+    pub reap: String,
+}
+
+impl Scripts {
+    /// Every script with the shared prelude.
+    pub fn new() -> Self {
+        let with = |body: &str| format!("{PRELUDE}{body}");
+        Self {
+            join: with(JOIN_BODY),
+            leave: with(LEAVE_BODY),
+            heartbeat: with(HEARTBEAT_BODY),
+            reap: with(REAP_BODY),
+        }
+    }
+}
+
+impl Default for Scripts {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,275 @@
+//! The messages nodes exchange over Redis pub/sub: pure encoding and decoding, no I/O.
+//!
+//! A message is newline-separated fields, the first being the magic `H1` and the second the
+//! kind; the last field runs to the end of the message, so it may hold anything (a frame, a
+//! user id). Channel names, app ids and node ids never contain a newline (they are validated).
+//! Broadcasts carry the frame exactly as subscribers receive it, so a receiving node forwards the
+//! bytes without serialising anything. App secrets never travel.
+//!
+//! Member events and join confirmations are published by Lua scripts (`scripts.rs`), which
+//! build the same shapes.
+
+use bytes::Bytes;
+
+use crate::outbox::SocketId;
+use crate::protocol::outbound::Frame;
+
+/// The first field of every Herald message; anything else on the channel is foreign.
+pub const MAGIC: &str = "H1";
+
+/// A decoded message.
+#[derive(Debug, PartialEq)]
+pub enum Message<'a> {
+    /// An event for a channel, published by `node`; `except` is excluded wherever it lives.
+    Event {
+        /// The publishing node (it delivered to its own sockets already).
+        node: &'a str,
+        /// The app id.
+        app: &'a str,
+        /// The channel.
+        channel: &'a str,
+        /// Laravel's `toOthers()`: the socket that must not receive it.
+        except: Option<SocketId>,
+        /// The frame, ready to queue.
+        frame: Frame,
+    },
+    /// A user's first socket anywhere joined a presence channel.
+    MemberAdded {
+        /// The app id.
+        app: &'a str,
+        /// The presence channel.
+        channel: &'a str,
+        /// The joining socket (it gets the snapshot instead).
+        except: Option<SocketId>,
+        /// The member, in `MemberData::to_wire` form.
+        member: &'a str,
+    },
+    /// A user's last socket anywhere left a presence channel.
+    MemberRemoved {
+        /// The app id.
+        app: &'a str,
+        /// The presence channel.
+        channel: &'a str,
+        /// The member, in `MemberData::to_wire` form.
+        member: &'a str,
+    },
+    /// Sent to one node: a presence join of its socket was recorded (or refused) in Redis;
+    /// `members` is the channel's member list at that moment, one wire member per line.
+    Joined {
+        /// The app id.
+        app: &'a str,
+        /// The presence channel.
+        channel: &'a str,
+        /// The joining socket.
+        socket: SocketId,
+        /// False when the cluster-wide member limit refused the join.
+        ok: bool,
+        /// Newline-separated wire members.
+        members: &'a str,
+    },
+    /// Close every socket of `user` (terminate_connections) on every node but `node`.
+    Terminate {
+        /// The node that handled the request (it closed its own sockets already).
+        node: &'a str,
+        /// The app id.
+        app: &'a str,
+        /// The user id.
+        user: &'a str,
+    },
+}
+
+/// Why a message was skipped.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    /// Not a Herald message (another publisher shares the channel).
+    #[error("not a Herald message")]
+    Foreign,
+    /// A Herald message missing fields or with a bad field.
+    #[error("malformed {0} message")]
+    Malformed(&'static str),
+}
+
+/// An event broadcast from `node`.
+pub fn event(
+    node: &str,
+    app: &str,
+    channel: &str,
+    except: Option<SocketId>,
+    frame: &Frame,
+) -> Bytes {
+    let except = except.map(|s| s.to_string()).unwrap_or_default();
+    let mut out = String::with_capacity(frame.len() + node.len() + app.len() + channel.len() + 40);
+    for field in [MAGIC, "E", node, app, channel, &except] {
+        out.push_str(field);
+        out.push('\n');
+    }
+    out.push_str(frame.as_str());
+    Bytes::from(out)
+}
+
+/// A terminate_connections request handled by `node`.
+pub fn terminate(node: &str, app: &str, user: &str) -> Bytes {
+    Bytes::from(format!("{MAGIC}\nT\n{node}\n{app}\n{user}"))
+}
+
+/// Decodes a message; a frame is copied once out of `payload`.
+pub fn decode(payload: &[u8]) -> Result<Message<'_>, WireError> {
+    let text = std::str::from_utf8(payload).map_err(|_| WireError::Foreign)?;
+    let mut it = text.splitn(3, '\n');
+    if it.next() != Some(MAGIC) {
+        return Err(WireError::Foreign);
+    }
+    let kind = it.next().ok_or(WireError::Foreign)?;
+    let rest = it.next().unwrap_or("");
+    match kind {
+        "E" => {
+            let [node, app, channel, except, frame] =
+                fields(rest).ok_or(WireError::Malformed("event"))?;
+            let except = socket(except).map_err(|_| WireError::Malformed("event"))?;
+            Ok(Message::Event {
+                node,
+                app,
+                channel,
+                except,
+                frame: Frame::from(frame),
+            })
+        }
+        "MA" => {
+            let [app, channel, except, member] =
+                fields(rest).ok_or(WireError::Malformed("member_added"))?;
+            let except = socket(except).map_err(|_| WireError::Malformed("member_added"))?;
+            Ok(Message::MemberAdded {
+                app,
+                channel,
+                except,
+                member,
+            })
+        }
+        "MR" => {
+            let [app, channel, member] =
+                fields(rest).ok_or(WireError::Malformed("member_removed"))?;
+            Ok(Message::MemberRemoved {
+                app,
+                channel,
+                member,
+            })
+        }
+        "J" => {
+            let [app, channel, sock, ok, members] =
+                fields(rest).ok_or(WireError::Malformed("join"))?;
+            let socket = socket(sock)
+                .ok()
+                .flatten()
+                .ok_or(WireError::Malformed("join"))?;
+            Ok(Message::Joined {
+                app,
+                channel,
+                socket,
+                ok: ok == "1",
+                members,
+            })
+        }
+        "T" => {
+            let [node, app, user] = fields(rest).ok_or(WireError::Malformed("terminate"))?;
+            Ok(Message::Terminate { node, app, user })
+        }
+        _ => Err(WireError::Malformed("unknown kind")),
+    }
+}
+
+/// Splits `rest` into exactly `N` fields, the last running to the end.
+fn fields<const N: usize>(rest: &str) -> Option<[&str; N]> {
+    let mut out = [""; N];
+    let mut it = rest.splitn(N, '\n');
+    for slot in out.iter_mut() {
+        *slot = it.next()?;
+    }
+    Some(out)
+}
+
+/// An optional socket id: empty means none.
+fn socket(s: &str) -> Result<Option<SocketId>, ()> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    SocketId::parse(s).map(Some).ok_or(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_round_trip_keeps_frame_bytes() {
+        let frame = Frame::from(r#"{"event":"e","channel":"c","data":"a\nb"}"#);
+        let sid = SocketId::parse("12.34").unwrap();
+        let bytes = event("n1", "app", "c", Some(sid), &frame);
+        let msg = decode(&bytes).unwrap();
+        assert_eq!(
+            msg,
+            Message::Event {
+                node: "n1",
+                app: "app",
+                channel: "c",
+                except: Some(sid),
+                frame
+            }
+        );
+        let none = event("n1", "app", "c", None, &Frame::from("x\ny"));
+        match decode(&none).unwrap() {
+            Message::Event { except, frame, .. } => {
+                assert_eq!(except, None);
+                assert_eq!(frame.as_str(), "x\ny");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn script_shapes_decode() {
+        let m = decode(b"H1\nMA\napp\npresence-x\n1.2\n[\"u\",\"u\",null]").unwrap();
+        assert!(matches!(
+            m,
+            Message::MemberAdded {
+                member: "[\"u\",\"u\",null]",
+                ..
+            }
+        ));
+        let m = decode(b"H1\nMR\napp\npresence-x\n[\"u\",\"u\",null]").unwrap();
+        assert!(matches!(m, Message::MemberRemoved { .. }));
+        let m = decode(b"H1\nJ\napp\npresence-x\n1.2\n1\n[\"a\",1,null]\n[\"b\",2,null]").unwrap();
+        match m {
+            Message::Joined { ok, members, .. } => {
+                assert!(ok);
+                assert_eq!(members.lines().count(), 2);
+            }
+            other => panic!("{other:?}"),
+        }
+        let t = terminate("n", "app", "user\nwith newline");
+        assert_eq!(
+            decode(&t).unwrap(),
+            Message::Terminate {
+                node: "n",
+                app: "app",
+                user: "user\nwith newline"
+            }
+        );
+    }
+
+    #[test]
+    fn garbage_is_refused_not_panicking() {
+        for bad in [
+            &b"hello"[..],
+            b"",
+            b"H1",
+            b"H1\nE\nn\napp",
+            b"H1\nJ\napp\nc\nnot-a-socket\n1\n",
+            b"H1\nE\nn\na\nc\nbad\nframe",
+            b"H1\nZZ\n",
+            b"{\"type\":\"message\",\"application\":\"O:26\"}",
+            &[0xff, 0xfe, 0x00],
+        ] {
+            assert!(decode(bad).is_err(), "{bad:?}");
+        }
+    }
+}
