@@ -54,16 +54,19 @@ export class Redis {
     this.bin = process.env.REDIS_SERVER_BIN || 'redis-server';
     this.logPath = path.join(ARTIFACTS, `${name}.log`);
     this.proc = null; this.port = null; this.exitInfo = null;
+    fs.rmSync(this.logPath, { force: true }); // one log per run; a restart appends
   }
 
   url(db = 0) { return `redis://127.0.0.1:${this.port}/${db}`; }
 
-  async start() {
-    this.port = await freePort();
+  // port: to start again on the port it had (a restart; it comes back empty).
+  async start(port) {
+    this.port = port || await freePort();
+    this.exitInfo = null;
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'herald-redis-'));
     const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
       '--dir', this.dir, '--daemonize', 'no', '--logfile', ''];
-    const log = fs.openSync(this.logPath, 'w');
+    const log = fs.openSync(this.logPath, 'a');
     fs.writeSync(log, `===== ${new Date().toISOString()} ${this.bin} ${args.map((a) => (a === '' ? '""' : a)).join(' ')} =====\n`);
     this.proc = spawn(this.bin, args, { stdio: ['ignore', log, log] });
     fs.closeSync(log);
@@ -88,6 +91,7 @@ export class Redis {
       if (!r) { this.proc.kill('SIGKILL'); await this.exited; }
     }
     if (this.dir) fs.rmSync(this.dir, { recursive: true, force: true });
+    return this.exitInfo;
   }
 }
 
