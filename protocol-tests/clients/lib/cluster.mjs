@@ -193,6 +193,7 @@ export class Cluster {
       if (node.exitInfo && !this.expectedExit.has(i)) this.crashes.push({ node: i, ...node.exitInfo });
       this.expectedExit.add(i);
     }
+    for (const n of this.nodes) { try { if (n.proc && !n.exitInfo) n.proc.kill('SIGCONT'); } catch { /* gone */ } }
     await Promise.all(this.nodes.map((n) => n.stop().catch(() => {})));
     await this.redis.stop();
   }

@@ -138,6 +138,19 @@ export default async function (env) {
       eq(subs[0].all.filter((f) => f.event === 'py-x').length, 0, 'events at the excluded socket');
       subs.forEach((c, i) => i && eq(c.all.filter((f) => f.event === 'py-x').length, 1, `copies at subscriber #${i}`));
     }, 10000);
+    await C(R.batch, 'node SDK triggerBatch on node 2 with info: delivered on nodes 0 and 1, subscription_count counts both', async (t) => {
+      const ch1 = uniq('cl-b'), ch2 = uniq('cl-b');
+      const a = await connect(t, cl.port(0), M.key), b = await connect(t, cl.port(1), M.key);
+      for (const c of [a, b]) { await c.subscribeOk(ch1); await c.subscribeOk(ch2); }
+      await until(async () => (await viaSdk(api(2).get({ path: `/channels/${ch1}`, params: { info: 'subscription_count' } }))).body, (x) => x && x.subscription_count === 2, PROPAGATION, 'GET /channels/{name} on node 2 counting 2');
+      const r = await viaSdk(api(2).triggerBatch([{ channel: ch1, name: 'b1', data: { n: 1 }, info: 'subscription_count' }, { channel: ch2, name: 'b2', data: 'two' }]));
+      eq(r.status, 200, 'status');
+      deepEq(r.body, { batch: [{ subscription_count: 2 }, {}] }, 'body');
+      for (const c of [a, b]) {
+        deepEq(JSON.parse((await c.next('b1', PROPAGATION)).data), { n: 1 }, 'b1');
+        eq((await c.next('b2', PROPAGATION)).data, 'two', 'b2');
+      }
+    });
     await C(R.echo, '[reverb] private().listen() on node 0 gets events triggered through the Node SDK on nodes 1 and 2', async (t) => {
       const name = uniq('orders-cl');
       const e = echo(t, 0);
@@ -365,6 +378,28 @@ export default async function (env) {
       eq(ok.event, 'pusher_internal:subscription_succeeded', "l1's second tab on node 2");
       deepEq([...JSON.parse(ok.data).presence.ids].sort(), ['l1', 'l2'], 'presence ids');
     }, 10000);
+    await C(R.pres, 'joins abandoned at once (sockets on node 0 closed, or unsubscribed, right after pusher:subscribe) leave no ghost: on node 1 each is announced joined-then-left or not at all; /users unchanged', async (t) => {
+      const ch = uniq('presence-clghost');
+      const w = await connect(t, cl.port(1), M.key); await rawPresence(w, ch, 'w');
+      const sub = (c, u) => { const x = signer.authorizeChannel(c.socketId, ch, { user_id: u }); c.subscribe(ch, x.auth, x.channel_data); };
+      for (let i = 0; i < 8; i++) { const c = await connect(t, cl.port(0), M.key); sub(c, `g${i}`); c.close(); }
+      const u = await connect(t, cl.port(0), M.key);
+      for (let i = 0; i < 4; i++) { sub(u, `h${i}`); u.send({ event: 'pusher:unsubscribe', data: { channel: ch } }); }
+      // Sentinel: node 0's writes go out in order, so once z's join is answered the abandoned ones were decided.
+      const z = await connect(t, cl.port(0), M.key); await rawPresence(z, ch, 'z');
+      for (const n of [0, 1, 2]) await until(() => usersOn(n, ch), same(['w', 'z']), PROPAGATION, `users on node ${n}`);
+      await w.next((f) => f.event === 'pusher_internal:member_added' && JSON.parse(f.data).user_id === 'z', PROPAGATION, 'member_added(z) on node 1');
+      await sleep(QUIET);
+      // A single server would announce each as joined then left (it handles the subscribe before
+      // the close); a cluster may also decide the join never happened. Anything else is a ghost.
+      const seen = w.all.filter((f) => /^pusher_internal:member_/.test(f.event || '')).map((f) => `${f.event.endsWith('added') ? '+' : '-'}${JSON.parse(f.data).user_id}`);
+      for (const id of [...Array(8).keys()].map((i) => `g${i}`).concat([...Array(4).keys()].map((i) => `h${i}`))) {
+        const mine = seen.filter((f) => f.slice(1) === id);
+        assert(mine.length === 0 || canon(mine) === canon([`+${id}`, `-${id}`]), `member frames for ${id} on node 1: ${JSON.stringify(mine)} (all: ${JSON.stringify(seen)})`);
+      }
+      deepEq(seen.filter((f) => f.slice(1) === 'z'), ['+z'], 'member frames for z on node 1');
+      eq(u.all.filter((f) => /^pusher_internal:member_/.test(f.event || '')).length, 0, 'member frames at the socket that unsubscribed each time');
+    }, 8000);
     await C(R.cev, 'pusher-js client event on a presence channel reaches nodes 1 and 2 once, with user_id, not the sender on node 0', async (t) => {
       const name = uniq('presence-clev');
       const clients = [0, 1, 2].map((n) => pjs(t, n, `ce${n}`, `CE ${n}`));
@@ -379,7 +414,7 @@ export default async function (env) {
     });
 
     // ---------------- Laravel Echo presence and whispers, Chromium
-    await C(R.echo, '[reverb] join() across nodes: here() lists members of every node, joining/leaving once each', async (t) => {
+    await C(R.echo, '[reverb] join() across nodes: here() lists members of every node, joining/leaving (leave() on node 1) once each', async (t) => {
       const room = uniq('room-cl');
       const ch = `presence-${room}`;
       const U = { 1: { id: 1, name: 'Ann' }, 2: { id: 2, name: 'Bob' }, 3: { id: 3, name: 'Cy' } };
@@ -400,7 +435,7 @@ export default async function (env) {
       deepEq(byId(c.here), [U[1], U[2], U[3]], 'here() for Cy (node 2)');
       await a.joined.wait((u) => u.id === 3, PROPAGATION, 'joining(Cy) at Ann');
       await b.joined.wait((u) => u.id === 3, PROPAGATION, 'joining(Cy) at Bob');
-      b.e.disconnect();
+      b.e.leave(room); // unsubscribes (the socket stays open)
       deepEq(await a.left.wait(() => true, PROPAGATION, 'leaving(Bob) at Ann'), U[2], 'leaving at Ann');
       deepEq(await c.left.wait(() => true, PROPAGATION, 'leaving(Bob) at Cy'), U[2], 'leaving at Cy');
       await sleep(QUIET);
@@ -541,7 +576,49 @@ export default async function (env) {
       deepEq(fb.items, ['+q3'], 'every member frame at node 1');
     }, 15000);
 
+    await C(R.pres, 'a member leaving (node 2) while redis-server is down and restarted empty: the other nodes get member_removed once Redis is back', async (t) => {
+      assert(!cl.single, 'CHECK_CLUSTER_SINGLE: no Redis');
+      const ch = uniq('presence-clgone');
+      const w = await connect(t, cl.port(0), M.key); await rawPresence(w, ch, 'w');
+      const v = await connect(t, cl.port(1), M.key); await rawPresence(v, ch, 'v');
+      const gone = await connect(t, cl.port(2), M.key); await rawPresence(gone, ch, 'gone');
+      for (const c of [w, v]) await c.next((f) => f.event === 'pusher_internal:member_added' && JSON.parse(f.data).user_id === 'gone', PROPAGATION, 'member_added(gone)');
+      await cl.redis.stop();
+      gone.close(); await gone.closed;
+      await cl.redis.start(cl.redis.port);
+      for (const [c, n] of [[w, 0], [v, 1]]) {
+        await c.next((f) => f.event === 'pusher_internal:member_removed' && f.channel === ch, REDIS_BACK, `member_removed(gone) on node ${n}`);
+      }
+      for (const n of [0, 1, 2]) await until(() => usersOn(n, ch), same(['v', 'w']), PROPAGATION, `users on node ${n}`);
+    }, 15000);
+
     // ---------------- node loss (these stop nodes; the last one leaves node 1 restarted)
+    await C(R.pres, 'node 1 frozen (SIGSTOP) past node_timeout: its member leaves on nodes 0 and 2; once it resumes, every client is subscribed and its member list equals GET /users again', async (t) => {
+      assert(!cl.single, 'CHECK_CLUSTER_SINGLE: no nodes to freeze');
+      const name = uniq('presence-clfreeze');
+      const cs = [];
+      for (const n of [0, 1, 2]) {
+        if (n) await settle(n, name, cs.map((x) => x.id));
+        const p = pjs(t, n, `f${n}`, `F${n}`);
+        const ch = p.subscribe(name);
+        await subscribedPjs(ch);
+        cs.push({ p, ch, n, id: `f${n}` });
+      }
+      const all = ['f0', 'f1', 'f2'];
+      for (const x of cs) await until(async () => memberIds(x.ch), same(all), PROPAGATION, `members at node ${x.n} before the freeze`);
+      const proc = cl.nodes[1].proc;
+      proc.kill('SIGSTOP');
+      t.defer(() => proc.kill('SIGCONT'));
+      for (const x of [cs[0], cs[2]]) await until(async () => memberIds(x.ch), same(['f0', 'f2']), 2000 + PROPAGATION + 500, `f1 gone at node ${x.n} (node_timeout 2 s)`);
+      proc.kill('SIGCONT');
+      const view = async () => {
+        const out = {};
+        for (const x of cs) out[`node ${x.n}`] = { state: x.p.connection.state, subscribed: x.p.channel(name)?.subscribed, members: memberIds(x.p.channel(name)), users: await usersOn(x.n, name) };
+        return out;
+      };
+      await until(view, (v) => Object.values(v).every((o) => o.state === 'connected' && o.subscribed && canon(o.members) === canon(all) && canon(o.users) === canon(all)),
+        REDIS_BACK, 'after node 1 resumed: every client connected, subscribed, members = GET /users = all three');
+    }, 20000);
     await C(R.shut, 'SIGTERM on node 2: its presence member leaves on nodes 0 and 1 at once; node 2 restarted, the pusher-js client rejoins through it', async (t) => {
       const name = uniq('presence-clshut');
       const a = pjs(t, 0, 'sa', 'SA'), b = pjs(t, 1, 'sb', 'SB');
