@@ -8,6 +8,7 @@
 //! shares read from Redis, and fall back to this node's own view when Redis does not answer.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -123,11 +124,24 @@ impl Adapter {
     }
 
     /// Relays an already-built client-event frame to everyone on the channel but the sender.
-    pub fn relay(&self, app: &App, channel: &str, frame: &Frame, sender: SocketId) {
-        self.ns(app).channels.publish(channel, frame, Some(sender));
+    /// Clustered, a sender whose presence join the cluster refused (member limit) is no longer
+    /// subscribed, although its session recorded the subscribe: it is refused here.
+    pub fn relay(
+        &self,
+        app: &App,
+        channel: &str,
+        frame: &Frame,
+        sender: SocketId,
+    ) -> Result<(), PusherError> {
+        let ns = self.ns(app);
+        if self.cluster.is_some() && !ns.channels.is_subscribed(channel, sender) {
+            return Err(PusherError::NotAMember);
+        }
+        ns.channels.publish(channel, frame, Some(sender));
         if let Some(c) = &self.cluster {
             c.publish_event(app, channel, frame, Some(sender), None);
         }
+        Ok(())
     }
 
     /// Records that a socket signed in as `user`.
@@ -237,8 +251,16 @@ impl Adapter {
     }
 }
 
-/// A query answered from this node alone because Redis did not answer.
+/// A query answered from this node alone because Redis did not answer (logged for the first
+/// ten, then every power of two, so an outage under query load does not flood the log).
 fn local_answer<T>(local: T, err: &redis::RedisError) -> T {
-    tracing::warn!("cluster: Redis did not answer a query ({err}); answering for this node only");
+    static FAILED: AtomicU64 = AtomicU64::new(0);
+    let n = FAILED.fetch_add(1, Ordering::Relaxed) + 1;
+    if n <= 10 || n.is_power_of_two() {
+        tracing::warn!(
+            total = n,
+            "cluster: Redis did not answer a query ({err}); answering for this node only"
+        );
+    }
     local
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use herald::config::{parse_env_file, CliOverrides, Config};
+use herald::config::{is_read_var, parse_env_file, CliOverrides, Config};
 use herald::server::Server;
 
 /// mimalloc: less fragmentation than glibc malloc with many small, long-lived per-connection
@@ -52,7 +52,7 @@ struct Source {
     /// TOML config file; without it the embedded default (one app: app-id/app-key/app-secret) is used.
     #[arg(long, env = "HERALD_CONFIG")]
     config: Option<PathBuf>,
-    /// A Laravel .env file to read REVERB_* variables from (the process env wins).
+    /// A Laravel .env file to read REVERB_* and REDIS_* variables from (the process env wins).
     #[arg(long)]
     env_file: Option<PathBuf>,
 }
@@ -73,9 +73,17 @@ fn load(source: &Source, cli: &CliOverrides) -> anyhow::Result<(Config, String)>
         }
         None => HashMap::new(),
     };
-    vars.extend(std::env::vars().filter(|(k, _)| k.starts_with("REVERB_")));
-    if vars.keys().any(|k| k.starts_with("REVERB_")) {
-        origin.push_str(" with REVERB_* environment overrides");
+    vars.extend(std::env::vars().filter(|(k, _)| is_read_var(k)));
+    let kinds: Vec<&str> = [("REVERB_", "REVERB_*"), ("REDIS_", "REDIS_*")]
+        .into_iter()
+        .filter(|(prefix, _)| vars.keys().any(|k| k.starts_with(prefix) && is_read_var(k)))
+        .map(|(_, kind)| kind)
+        .collect();
+    if !kinds.is_empty() {
+        origin.push_str(&format!(
+            " with {} environment overrides",
+            kinds.join(" and ")
+        ));
     }
     config.apply_env(&vars)?;
     config.apply_cli(cli);

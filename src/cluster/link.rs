@@ -407,9 +407,13 @@ async fn resync(
                 .ignore();
         }
     }
-    joins.query_async::<()>(conn).await?;
+    if !joins.is_empty() {
+        joins.query_async::<()>(conn).await?;
+    }
     flush_counts(shared, conn, st, true).await?;
     load_cache(shared, conn).await?;
+    // The next heartbeat registers the node; it must not read as "Redis forgot us" again.
+    st.registered = false;
     st.next_beat = Instant::now();
     tracing::debug!(node = %shared.node, "cluster: state re-registered");
     Ok(())

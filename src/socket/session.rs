@@ -273,8 +273,7 @@ impl Session {
             return Err(PusherError::EventTooLarge);
         }
         let frame = outbound::event(event, channel, data, member.as_deref());
-        self.adapter.relay(&self.app, channel, &frame, self.id());
-        Ok(())
+        self.adapter.relay(&self.app, channel, &frame, self.id())
     }
 
     /// Leaves every channel and forgets the sign-in; called once when the connection ends.
