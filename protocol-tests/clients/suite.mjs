@@ -33,7 +33,8 @@ export const apps = {
 // Self-test of the suite: CHECK_SABOTAGE=secret gives the main app a different secret in the
 // server config than the one the clients/SDKs sign with; CHECK_SABOTAGE=ping gives the ping app
 // a 30 s ping_interval; =limits gives the small app the default limits; =origins allows any
-// origin on the origins app. Each must make the matching checks FAIL (comma-separate several).
+// origin on the origins app; =cluster gives the cluster nodes no [scaling] (tests/cluster.mjs).
+// Each must make the matching checks FAIL (comma-separate several).
 const sabotage = (process.env.CHECK_SABOTAGE || '').split(',');
 const serverApps = Object.values(apps).map(appSettings).map((a) => {
   if (sabotage.includes('secret') && a.id === apps.main.id) return { ...a, secret: 'sabotaged-secret' };
