@@ -408,6 +408,42 @@ mod tests {
     }
 
     #[test]
+    fn clustered_presence_waits_for_the_snapshot() {
+        let reg = ChannelRegistry::clustered();
+        let ch = "presence-room";
+        let (a, b) = (socket(), socket());
+        let j = reg.subscribe(ch, &a, Some(&member("u")), 1, None).unwrap();
+        assert!(j.pending && j.member_added, "first local socket of u");
+        assert!(drain(&a).is_empty(), "nothing before the cluster answers");
+        let ev = outbound::event("e", ch, Some("d"), None);
+        assert_eq!(
+            reg.publish(ch, &ev, None),
+            0,
+            "pending sockets get no frames"
+        );
+        let snap = outbound::presence_succeeded(ch, "{}");
+        assert!(reg.confirm(ch, a.id(), snap.clone(), None));
+        assert!(!reg.confirm(ch, a.id(), snap, None), "confirmed once");
+        assert_eq!(drain(&a).len(), 1);
+        let j = reg.subscribe(ch, &b, Some(&member("v")), 1, None).unwrap();
+        assert!(
+            j.pending && j.member_added,
+            "the local limit is not applied"
+        );
+        let state = reg.presence_state();
+        assert_eq!(state.members.len(), 1, "only confirmed members");
+        assert_eq!(state.pending.len(), 1);
+        assert_eq!(reg.publish(ch, &ev, None), 1);
+        let left = reg.unsubscribe(ch, a.id()).unwrap();
+        assert!(left.member_removed);
+        assert_eq!(left.user.as_deref(), Some("u"));
+        assert!(
+            drain(&b).is_empty(),
+            "no local member_removed when clustered"
+        );
+    }
+
+    #[test]
     fn replay_follows_succeeded() {
         let reg = ChannelRegistry::default();
         let a = socket();

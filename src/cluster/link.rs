@@ -3,7 +3,7 @@
 //! node's state after the pub/sub connection was (re)established, and on an outage holds the
 //! writes (bounded by count and age, see `Shared::push`) and retries with backoff.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +13,7 @@ use redis::{RedisError, RedisResult, RetryMethod};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::state::{flush_counts, resync};
 use super::{queries, Op, Shared};
 
 /// Writes sent in one pipeline.
@@ -23,17 +24,17 @@ const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 /// What the link task remembers between steps.
-struct LinkState {
-    next_beat: Instant,
+pub(super) struct LinkState {
+    pub(super) next_beat: Instant,
     /// Connection counts last written, per app.
-    conns: HashMap<String, usize>,
+    pub(super) conns: HashMap<String, usize>,
     /// The node has registered at least once (a later "new" heartbeat means Redis forgot it).
-    registered: bool,
+    pub(super) registered: bool,
     /// The last step failed: before sending held writes, wait for the other nodes to
     /// resubscribe so they do not miss them.
-    recovering: bool,
+    pub(super) recovering: bool,
     /// Peers known before the outage.
-    peers_before: usize,
+    pub(super) peers_before: usize,
 }
 
 pub(super) async fn run(shared: Arc<Shared>, mut conn: ConnectionManager, stop: CancellationToken) {
@@ -224,54 +225,74 @@ fn add_op(shared: &Shared, pipe: &mut redis::Pipeline, op: &Op) {
             max,
             register,
         } => {
-            join_cmd(
-                shared, pipe, app, channel, user, member, socket, *max, *register, true,
-            );
+            let args = JoinArgs {
+                app,
+                channel,
+                user,
+                member,
+                socket,
+                max: *max,
+                register: *register,
+                announce: true,
+            };
+            join_cmd(shared, pipe, &args);
         }
-        Op::Leave { app, channel, user } => {
-            pipe.cmd("EVAL")
-                .arg(&shared.scripts.leave)
-                .arg(0)
-                .arg(&shared.prefix)
-                .arg(&shared.node)
-                .arg(app)
-                .arg(channel)
-                .arg(&**user)
-                .arg(&shared.bus)
-                .ignore();
-        }
+        Op::Leave { app, channel, user } => leave_cmd(shared, pipe, app, channel, user),
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn join_cmd(
+/// The leave script for one of this node's presence entries.
+pub(super) fn leave_cmd(
     shared: &Shared,
     pipe: &mut redis::Pipeline,
     app: &str,
     channel: &str,
     user: &str,
-    member: &str,
-    socket: &str,
-    max: usize,
-    register: bool,
-    announce: bool,
 ) {
-    let flag = |b: bool| if b { "1" } else { "0" };
     pipe.cmd("EVAL")
-        .arg(&shared.scripts.join)
+        .arg(&shared.scripts.leave)
         .arg(0)
         .arg(&shared.prefix)
         .arg(&shared.node)
         .arg(app)
         .arg(channel)
         .arg(user)
-        .arg(member)
-        .arg(socket)
-        .arg(max)
+        .arg(&shared.bus)
+        .ignore();
+}
+
+/// The arguments of the join script (see `scripts.rs`).
+pub(super) struct JoinArgs<'a> {
+    pub app: &'a str,
+    pub channel: &'a str,
+    pub user: &'a str,
+    pub member: &'a str,
+    /// The socket to confirm; empty for none.
+    pub socket: &'a str,
+    pub max: usize,
+    /// This node's first socket of the user.
+    pub register: bool,
+    /// Publish member_added when the user is new cluster-wide.
+    pub announce: bool,
+}
+
+pub(super) fn join_cmd(shared: &Shared, pipe: &mut redis::Pipeline, j: &JoinArgs<'_>) {
+    let flag = |b: bool| if b { "1" } else { "0" };
+    pipe.cmd("EVAL")
+        .arg(&shared.scripts.join)
+        .arg(0)
+        .arg(&shared.prefix)
+        .arg(&shared.node)
+        .arg(j.app)
+        .arg(j.channel)
+        .arg(j.user)
+        .arg(j.member)
+        .arg(j.socket)
+        .arg(j.max)
         .arg(&shared.bus)
         .arg(&shared.inbox)
-        .arg(flag(register))
-        .arg(flag(announce))
+        .arg(flag(j.register))
+        .arg(flag(j.announce))
         .ignore();
 }
 
@@ -282,184 +303,6 @@ fn retryable(e: &RedisError) -> bool {
         || e.is_connection_dropped()
         || e.is_connection_refusal()
         || !matches!(e.retry_method(), RetryMethod::NoRetry)
-}
-
-/// Writes changed subscription and connection counts (all of them when `all`).
-async fn flush_counts(
-    shared: &Shared,
-    conn: &mut ConnectionManager,
-    st: &mut LinkState,
-    all: bool,
-) -> RedisResult<()> {
-    let dirty: HashSet<(String, String)> = std::mem::take(&mut *shared.dirty.lock());
-    let subs_key = queries::subs_key(&shared.prefix, &shared.node);
-    let conns_key = queries::conns_key(&shared.prefix, &shared.node);
-    let mut pipe = redis::pipe();
-    let mut any = false;
-    for (app, channel) in &dirty {
-        let Some(ns) = shared.local.ns(app) else {
-            continue;
-        };
-        let n = ns.channels.counts(channel).subscriptions;
-        let field = queries::field(app, channel);
-        if n == 0 {
-            pipe.hdel(&subs_key, field).ignore();
-        } else {
-            pipe.hset(&subs_key, field, n).ignore();
-        }
-        any = true;
-    }
-    let mut written = Vec::new();
-    for app in shared.apps.all() {
-        let n = app.connection_count();
-        if all || st.conns.get(app.id()) != Some(&n) {
-            pipe.hset(&conns_key, app.id(), n).ignore();
-            written.push((app.id().to_owned(), n));
-            any = true;
-        }
-    }
-    if !any {
-        return Ok(());
-    }
-    if let Err(e) = pipe.query_async::<()>(conn).await {
-        shared.dirty.lock().extend(dirty);
-        return Err(e);
-    }
-    st.conns.extend(written);
-    Ok(())
-}
-
-/// Re-registers everything this node holds: counts (absolute), presence members (without
-/// announcing them again: clients know them), pending joins (confirmed anew), and forgets
-/// entries Redis still has for users who left while it was unreachable (announcing those).
-async fn resync(
-    shared: &Shared,
-    conn: &mut ConnectionManager,
-    st: &mut LinkState,
-) -> RedisResult<()> {
-    let subs_key = queries::subs_key(&shared.prefix, &shared.node);
-    let pres_key = queries::pres_key(&shared.prefix, &shared.node);
-    let mut counts = redis::pipe();
-    counts.atomic().del(&subs_key).ignore();
-    let mut keep: HashSet<String> = HashSet::new();
-    let mut joins = redis::pipe();
-    for (app_id, ns) in shared.local.all() {
-        for (channel, c) in ns.channels.list("") {
-            counts
-                .hset(&subs_key, queries::field(app_id, &channel), c.subscriptions)
-                .ignore();
-        }
-        let max = shared
-            .apps
-            .by_id(app_id)
-            .map_or(usize::MAX, |a| a.config.max_presence_members);
-        let state = ns.channels.presence_state();
-        for (channel, m) in &state.members {
-            keep.insert(format!("{app_id}\n{channel}\n{}", m.key));
-            join_cmd(
-                shared,
-                &mut joins,
-                app_id,
-                channel,
-                &m.key,
-                &m.to_wire(),
-                "",
-                max,
-                true,
-                false,
-            );
-        }
-        for (channel, socket, m) in &state.pending {
-            keep.insert(format!("{app_id}\n{channel}\n{}", m.key));
-            let sock = socket.to_string();
-            join_cmd(
-                shared,
-                &mut joins,
-                app_id,
-                channel,
-                &m.key,
-                &m.to_wire(),
-                &sock,
-                max,
-                true,
-                true,
-            );
-        }
-    }
-    counts.query_async::<()>(conn).await?;
-    let held: Vec<String> = redis::cmd("SMEMBERS")
-        .arg(&pres_key)
-        .query_async(conn)
-        .await?;
-    for entry in held.iter().filter(|e| !keep.contains(*e)) {
-        let mut parts = entry.splitn(3, '\n');
-        if let (Some(app), Some(channel), Some(user)) = (parts.next(), parts.next(), parts.next()) {
-            joins
-                .cmd("EVAL")
-                .arg(&shared.scripts.leave)
-                .arg(0)
-                .arg(&shared.prefix)
-                .arg(&shared.node)
-                .arg(app)
-                .arg(channel)
-                .arg(user)
-                .arg(&shared.bus)
-                .ignore();
-        }
-    }
-    if !joins.is_empty() {
-        joins.query_async::<()>(conn).await?;
-    }
-    flush_counts(shared, conn, st, true).await?;
-    load_cache(shared, conn).await?;
-    // The next heartbeat registers the node; it must not read as "Redis forgot us" again.
-    st.registered = false;
-    st.next_beat = Instant::now();
-    tracing::debug!(node = %shared.node, "cluster: state re-registered");
-    Ok(())
-}
-
-/// Loads cache channels' last events kept in Redis (a node that started after the event).
-async fn load_cache(shared: &Shared, conn: &mut ConnectionManager) -> RedisResult<()> {
-    let pattern = format!("{}cache:*", queries::escape_glob(&shared.prefix));
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(&pattern)
-            .arg("COUNT")
-            .arg(500)
-            .query_async(conn)
-            .await?;
-        for key in keys {
-            let Some((app, channel)) = queries::parse_cache_key(&shared.prefix, &key) else {
-                continue;
-            };
-            let Some(ns) = shared.local.ns(app) else {
-                continue;
-            };
-            if ns.cache.get(channel).is_some() {
-                continue;
-            }
-            let (value, ttl): (Option<String>, i64) = redis::pipe()
-                .get(&key)
-                .cmd("PTTL")
-                .arg(&key)
-                .query_async(conn)
-                .await?;
-            if let (Some(v), true) = (value, ttl > 0) {
-                if let Some((event, data)) = v.split_once('\n') {
-                    ns.cache
-                        .store(channel, event, data, Duration::from_millis(ttl as u64));
-                }
-            }
-        }
-        if next == 0 {
-            return Ok(());
-        }
-        cursor = next;
-    }
 }
 
 /// Records the heartbeat, learns the live peers and reaps the dead ones.

@@ -17,6 +17,7 @@ mod link;
 mod listener;
 mod queries;
 pub mod scripts;
+mod state;
 pub mod wire;
 
 use std::collections::{HashSet, VecDeque};
@@ -181,7 +182,8 @@ impl Cluster {
         let (stop, tasks) = (CancellationToken::new(), TaskTracker::new());
         tasks.spawn(link::run(shared.clone(), writes, stop.clone()));
         tasks.spawn(listener::run(shared.clone(), client, stop.clone()));
-        tracing::info!(node = %shared.node, channel = %shared.bus, "clustering on Redis");
+        let url = cfg.masked_url();
+        tracing::info!(node = %shared.node, channel = %shared.bus, %url, "clustering on Redis");
         Ok(Self {
             shared,
             queries,

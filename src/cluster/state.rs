@@ -1,0 +1,182 @@
+//! Keeping this node's share of the cluster state in Redis: its subscription and connection
+//! counts (absolute values, so a write can be repeated or coalesced), and the full
+//! re-registration after the pub/sub connection was (re)established, which repairs a Redis that
+//! restarted empty or lost this node.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use redis::RedisResult;
+use tokio::time::Instant;
+
+use super::link::{join_cmd, leave_cmd, JoinArgs, LinkState};
+use super::{queries, Shared};
+
+/// Writes changed subscription and connection counts (all of them when `all`).
+pub(super) async fn flush_counts(
+    shared: &Shared,
+    conn: &mut ConnectionManager,
+    st: &mut LinkState,
+    all: bool,
+) -> RedisResult<()> {
+    let dirty: HashSet<(String, String)> = std::mem::take(&mut *shared.dirty.lock());
+    let subs_key = queries::subs_key(&shared.prefix, &shared.node);
+    let conns_key = queries::conns_key(&shared.prefix, &shared.node);
+    let mut pipe = redis::pipe();
+    let mut any = false;
+    for (app, channel) in &dirty {
+        let Some(ns) = shared.local.ns(app) else {
+            continue;
+        };
+        let n = ns.channels.counts(channel).subscriptions;
+        let field = queries::field(app, channel);
+        if n == 0 {
+            pipe.hdel(&subs_key, field).ignore();
+        } else {
+            pipe.hset(&subs_key, field, n).ignore();
+        }
+        any = true;
+    }
+    let mut written = Vec::new();
+    for app in shared.apps.all() {
+        let n = app.connection_count();
+        if all || st.conns.get(app.id()) != Some(&n) {
+            pipe.hset(&conns_key, app.id(), n).ignore();
+            written.push((app.id().to_owned(), n));
+            any = true;
+        }
+    }
+    if !any {
+        return Ok(());
+    }
+    if let Err(e) = pipe.query_async::<()>(conn).await {
+        shared.dirty.lock().extend(dirty);
+        return Err(e);
+    }
+    st.conns.extend(written);
+    Ok(())
+}
+
+/// Re-registers everything this node holds: counts (absolute), presence members (without
+/// announcing them again: clients know them), pending joins (confirmed anew), and forgets
+/// entries Redis still has for users who left while it was unreachable (announcing those).
+pub(super) async fn resync(
+    shared: &Shared,
+    conn: &mut ConnectionManager,
+    st: &mut LinkState,
+) -> RedisResult<()> {
+    let subs_key = queries::subs_key(&shared.prefix, &shared.node);
+    let pres_key = queries::pres_key(&shared.prefix, &shared.node);
+    let mut counts = redis::pipe();
+    counts.atomic().del(&subs_key).ignore();
+    let mut keep: HashSet<String> = HashSet::new();
+    let mut joins = redis::pipe();
+    for (app_id, ns) in shared.local.all() {
+        for (channel, c) in ns.channels.list("") {
+            counts
+                .hset(&subs_key, queries::field(app_id, &channel), c.subscriptions)
+                .ignore();
+        }
+        let max = shared
+            .apps
+            .by_id(app_id)
+            .map_or(usize::MAX, |a| a.config.max_presence_members);
+        let state = ns.channels.presence_state();
+        for (channel, m) in &state.members {
+            keep.insert(format!("{app_id}\n{channel}\n{}", m.key));
+            let wire = m.to_wire();
+            let args = JoinArgs {
+                app: app_id,
+                channel,
+                user: &m.key,
+                member: &wire,
+                socket: "",
+                max,
+                register: true,
+                announce: false,
+            };
+            join_cmd(shared, &mut joins, &args);
+        }
+        for (channel, socket, m) in &state.pending {
+            keep.insert(format!("{app_id}\n{channel}\n{}", m.key));
+            let sock = socket.to_string();
+            let wire = m.to_wire();
+            let args = JoinArgs {
+                app: app_id,
+                channel,
+                user: &m.key,
+                member: &wire,
+                socket: &sock,
+                max,
+                register: true,
+                announce: true,
+            };
+            join_cmd(shared, &mut joins, &args);
+        }
+    }
+    counts.query_async::<()>(conn).await?;
+    let held: Vec<String> = redis::cmd("SMEMBERS")
+        .arg(&pres_key)
+        .query_async(conn)
+        .await?;
+    for entry in held.iter().filter(|e| !keep.contains(*e)) {
+        let mut parts = entry.splitn(3, '\n');
+        if let (Some(app), Some(channel), Some(user)) = (parts.next(), parts.next(), parts.next()) {
+            leave_cmd(shared, &mut joins, app, channel, user);
+        }
+    }
+    if !joins.is_empty() {
+        joins.query_async::<()>(conn).await?;
+    }
+    flush_counts(shared, conn, st, true).await?;
+    load_cache(shared, conn).await?;
+    // The next heartbeat registers the node; it must not read as "Redis forgot us" again.
+    st.registered = false;
+    st.next_beat = Instant::now();
+    tracing::debug!(node = %shared.node, "cluster: state re-registered");
+    Ok(())
+}
+
+/// Loads cache channels' last events kept in Redis (a node that started after the event).
+async fn load_cache(shared: &Shared, conn: &mut ConnectionManager) -> RedisResult<()> {
+    let pattern = format!("{}cache:*", queries::escape_glob(&shared.prefix));
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(500)
+            .query_async(conn)
+            .await?;
+        for key in keys {
+            let Some((app, channel)) = queries::parse_cache_key(&shared.prefix, &key) else {
+                continue;
+            };
+            let Some(ns) = shared.local.ns(app) else {
+                continue;
+            };
+            if ns.cache.get(channel).is_some() {
+                continue;
+            }
+            let (value, ttl): (Option<String>, i64) = redis::pipe()
+                .get(&key)
+                .cmd("PTTL")
+                .arg(&key)
+                .query_async(conn)
+                .await?;
+            if let (Some(v), true) = (value, ttl > 0) {
+                if let Some((event, data)) = v.split_once('\n') {
+                    ns.cache
+                        .store(channel, event, data, Duration::from_millis(ttl as u64));
+                }
+            }
+        }
+        if next == 0 {
+            return Ok(());
+        }
+        cursor = next;
+    }
+}
