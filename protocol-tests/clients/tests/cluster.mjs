@@ -360,23 +360,29 @@ export default async function (env) {
         deepEq(memberIds(x.ch), ['r2', 'r3'], `members at ${x.id} on node ${x.n}`);
       }
     }, 12000);
-    await C(R.pres, 'max_presence_members counts the whole cluster (small app, 2): members on nodes 0 and 1, a third user on node 2 gets LimitReached/4100; a second tab of a member still joins there', async (t) => {
+    await C(R.pres, 'max_presence_members counts the whole cluster (small app, 2): members on nodes 0 and 1, a third user on node 2 gets LimitReached/4100 (and its client events 4009); a second tab of a member still joins there', async (t) => {
       const ch = uniq('presence-cllim');
       const ssigner = sdk(0, S);
       const join = (c, u) => { const a = ssigner.authorizeChannel(c.socketId, ch, { user_id: u }); c.subscribe(ch, a.auth, a.channel_data); };
+      const members = [];
       for (const [n, u] of [[0, 'l1'], [1, 'l2']]) {
         const c = await connect(t, cl.port(n), S.key); join(c, u);
         await c.next((f) => f.event === 'pusher_internal:subscription_succeeded' && f.channel === ch, PROPAGATION + 2000, `subscription_succeeded for ${u} on node ${n}`);
+        members.push(c);
       }
       const c3 = await connect(t, cl.port(2), S.key); join(c3, 'l3');
       const f1 = await c3.next((f) => f.channel === ch || f.event === 'pusher:error', PROPAGATION + 2000, 'answer to the third user');
       eq(f1.event, 'pusher:subscription_error', 'first frame for the third user');
       eq(f1.data && f1.data.type, 'LimitReached', 'subscription_error type'); eq(f1.data && f1.data.status, 4100, 'subscription_error status');
       eq((await c3.next('pusher:error')).data.code, 4100, 'pusher:error code');
+      // The refused socket is not a member: its client event is refused and reaches nobody.
+      c3.send({ event: 'client-x', channel: ch, data: { from: 'l3' } });
+      deepEq((await c3.next('pusher:error')).data, { code: 4009, message: 'The client is not a member of the specified channel.' }, 'client event from the refused socket');
       const c4 = await connect(t, cl.port(2), S.key); join(c4, 'l1');
       const ok = await c4.next((f) => f.channel === ch, PROPAGATION + 2000, "answer to l1's second tab");
       eq(ok.event, 'pusher_internal:subscription_succeeded', "l1's second tab on node 2");
       deepEq([...JSON.parse(ok.data).presence.ids].sort(), ['l1', 'l2'], 'presence ids');
+      for (const c of members) eq(c.all.filter((f) => f.event === 'client-x').length, 0, 'client event from the refused socket delivered');
     }, 10000);
     await C(R.pres, 'joins abandoned at once (sockets on node 0 closed, or unsubscribed, right after pusher:subscribe) leave no ghost: on node 1 each is announced joined-then-left or not at all; /users unchanged', async (t) => {
       const ch = uniq('presence-clghost');
