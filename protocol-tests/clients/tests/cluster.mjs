@@ -68,11 +68,11 @@ export default async function (env) {
   const S = apps.small, QA = apps.quota;  // 2 presence members; 2 connections
   const serverApp = (a) => Object.fromEntries(Object.entries(a).filter(([k]) => k !== 'masterKey'));
   // Self-tests of these checks: CHECK_CLUSTER_SINGLE=1 (one plain herald stands for the 3 nodes:
-  // all but the setup and the 2 node-loss checks must pass) and CHECK_SABOTAGE=cluster (3 plain
-  // heralds sharing nothing: every check must fail).
+  // every check must pass except the 7 that need Redis or stop a node) and CHECK_SABOTAGE=cluster
+  // (3 plain heralds sharing nothing: every check must fail).
   const unlinked = (process.env.CHECK_SABOTAGE || '').split(',').includes('cluster');
   const cl = new Cluster(bin, NODES, { apps: [M, Q, S, QA].map(serverApp), name: 'cluster', single: !!process.env.CHECK_CLUSTER_SINGLE, unlinked });
-  if (cl.single) console.error('(CHECK_CLUSTER_SINGLE: one plain herald stands for the 3 nodes; the setup and node-loss checks fail by design)');
+  if (cl.single) console.error('(CHECK_CLUSTER_SINGLE: one plain herald stands for the 3 nodes; the 7 checks that need Redis or stop a node fail by design)');
   const signer = sdk(0, M); // signs only (channel auth, user auth): no HTTP
   const api = (i, app = M) => sdk(cl.port(i), app);
   let starting = null;
