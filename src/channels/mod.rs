@@ -572,7 +572,7 @@ mod tests {
         reg.subscribe(ch, &a, Some(&m1), 10, None).unwrap();
         reg.subscribe(ch, &b, Some(&m2), 10, None).unwrap();
         reg.member_added(ch, &m1, Some(a.id()));
-        assert!(reg.confirm(ch, a.id(), &[m1.clone()], None));
+        assert!(reg.confirm(ch, a.id(), std::slice::from_ref(&m1), None));
         reg.member_added(ch, &m2, Some(b.id()));
         assert!(reg.confirm(ch, b.id(), &[m1.clone(), m2.clone()], None));
         let fa = drain(&a);
@@ -582,7 +582,7 @@ mod tests {
         reg.unsubscribe(ch, b.id());
         reg.member_removed(ch, &m2);
         reg.member_added(ch, &m1, None);
-        reg.reconcile(ch, &[m1.clone()]);
+        reg.reconcile(ch, std::slice::from_ref(&m1));
         let fa = drain(&a);
         assert_eq!(fa.len(), 1, "one member_removed, no duplicate: {fa:?}");
         reg.reconcile(ch, &[m1.clone(), member("3")]);
