@@ -4,7 +4,7 @@
 use proptest::prelude::*;
 
 use super::config;
-use crate::cluster::wire::{decode, event, terminate, Message, WireError, MAGIC};
+use crate::cluster::wire::{decode, event, hello, terminate, Message, WireError, MAGIC};
 use crate::outbox::SocketId;
 use crate::protocol::outbound::Frame;
 
@@ -29,7 +29,7 @@ proptest! {
 
     #[test]
     fn decode_never_panics_on_herald_shaped_messages(
-        kind in prop_oneof![Just("E"), Just("MA"), Just("MR"), Just("J"), Just("T"), Just("X"), Just("")],
+        kind in prop_oneof![Just("E"), Just("MA"), Just("MR"), Just("J"), Just("S"), Just("N"), Just("T"), Just("X"), Just("")],
         fields in prop::collection::vec(prop_oneof![
             field(), "[0-9.]{0,12}".prop_map(String::from), Just(String::new()), Just("1".to_owned()),
         ], 0..7),
@@ -53,14 +53,29 @@ proptest! {
         app in field(),
         channel in field(),
         except in socket_id(),
-        frame in any::<String>(),
+        inner in any::<String>(),
+        cut in 1usize..4,
     ) {
-        let frame = Frame::from(frame);
+        // Frames are JSON objects; whatever they hold (newlines included) survives.
+        let frame = Frame::from(format!("{{{inner}}}"));
         let bytes = event(&node, &app, &channel, except, &frame);
         prop_assert_eq!(
             decode(&bytes),
             Ok(Message::Event { node: &node, app: &app, channel: &channel, except, frame: frame.clone() })
         );
+        // A cut or padded message is refused, not forwarded.
+        let cut = &bytes[..bytes.len() - cut.min(bytes.len())];
+        let cut_is_event = matches!(decode(cut), Ok(Message::Event { .. }));
+        prop_assert!(!cut_is_event);
+        let mut padded = bytes.to_vec();
+        padded.extend_from_slice(b"}");
+        prop_assert!(decode(&padded).is_err());
+    }
+
+    #[test]
+    fn hello_round_trips(node in "[^\n]{1,40}") {
+        let bytes = hello(&node);
+        prop_assert_eq!(decode(&bytes), Ok(Message::Hello { node: &node }));
     }
 
     #[test]
@@ -100,6 +115,11 @@ proptest! {
         prop_assert_eq!(
             decode(text.as_bytes()),
             Ok(Message::Joined { app: &app, channel: &channel, socket, ok, members: &body })
+        );
+        let text = format!("H1\nS\n{app}\n{channel}\n{body}");
+        prop_assert_eq!(
+            decode(text.as_bytes()),
+            Ok(Message::Members { app: &app, channel: &channel, members: &body })
         );
         for line in body.lines() {
             prop_assert!(crate::channels::MemberData::from_wire(line).is_some());
