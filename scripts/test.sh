@@ -5,10 +5,20 @@
 #      headless Chromium), which installs its npm packages, Python venv and Debian's chromium
 #      when they are missing.
 # Both use the release profile so the server binary is built once.
+# The cluster tests (protocol-tests/cluster/) start their own redis-server processes on free
+# ports; Debian's redis-server is installed when the binary is missing (the packaged service is
+# not used).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-echo "== cargo test (unit + protocol tests)"
+if ! command -v redis-server >/dev/null 2>&1; then
+  echo "== installing redis-server (apt-get), for the cluster tests"
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server
+fi
+
+echo "== cargo test (unit + protocol tests, cluster tests)"
 cargo test --release --all-targets
 
 echo "== real-client suite"

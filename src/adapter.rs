@@ -230,7 +230,11 @@ impl Adapter {
         let local = app.connection_count();
         let Some(c) = &self.cluster else { return local };
         match c.remote_connections(app.id()).await {
-            Ok(n) => local + n,
+            Ok(n) => {
+                // The freshest figure also serves the max_connections check.
+                app.set_remote_connections(n);
+                local + n
+            }
             Err(e) => local_answer(local, &e),
         }
     }

@@ -2,7 +2,8 @@
 # Herald real-client conformance suite: one command.
 #   protocol-tests/clients/run.sh            # builds herald (cargo build --release) unless HERALD_BIN is set
 # Env: HERALD_BIN (use this binary), CARGO_TARGET_DIR (respected when building),
-#      CHECK_FILTER (regex on "area: name"), CHECK_MODULES (comma list of tests/*.mjs, default all).
+#      CHECK_FILTER (regex on "area: name"), CHECK_MODULES (comma list of tests/*.mjs, default all),
+#      REDIS_SERVER_BIN (redis-server for the cluster checks; default: redis-server on PATH).
 # Output: "PASS <area>: <name>" / "FAIL <area>: <name>: <reason>" per check, last line "N passed, N failed".
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -13,12 +14,15 @@ mkdir -p artifacts
 
 log() { echo "[clients] $*" >&2; }
 
-# 1. Chromium for the browser checks (Debian package).
-if [ ! -x /usr/bin/chromium ]; then
-  log "installing chromium (apt-get)"
+# 1. Debian packages: chromium for the browser checks, redis-server for the cluster checks.
+APT=()
+[ -x /usr/bin/chromium ] || APT+=(chromium)
+[ -n "${REDIS_SERVER_BIN:-}" ] || command -v redis-server >/dev/null 2>&1 || APT+=(redis-server)
+if [ "${#APT[@]}" -gt 0 ]; then
+  log "installing ${APT[*]} (apt-get)"
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq >&2
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >&2
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${APT[@]}" >&2
 fi
 
 # 2. Node packages from the committed lock file.

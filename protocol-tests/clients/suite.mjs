@@ -33,7 +33,8 @@ export const apps = {
 // Self-test of the suite: CHECK_SABOTAGE=secret gives the main app a different secret in the
 // server config than the one the clients/SDKs sign with; CHECK_SABOTAGE=ping gives the ping app
 // a 30 s ping_interval; =limits gives the small app the default limits; =origins allows any
-// origin on the origins app. Each must make the matching checks FAIL (comma-separate several).
+// origin on the origins app; =cluster gives the cluster nodes no [scaling] (tests/cluster.mjs).
+// Each must make the matching checks FAIL (comma-separate several).
 const sabotage = (process.env.CHECK_SABOTAGE || '').split(',');
 const serverApps = Object.values(apps).map(appSettings).map((a) => {
   if (sabotage.includes('secret') && a.id === apps.main.id) return { ...a, secret: 'sabotaged-secret' };
@@ -46,7 +47,9 @@ if (sabotage[0]) console.error(`(CHECK_SABOTAGE=${sabotage.join(',')}: failures 
 const mainServer = new Herald(bin, 'main', { server: { max_request_size: 10000 }, apps: serverApps });
 const env = { bin, apps, masterKey, main: mainServer, port: 0, ARTIFACTS };
 
-const modules = (process.env.CHECK_MODULES || 'ws,http,sdk-node,sdk-python,pusherjs,echo,browser,prefix,envfile,shutdown').split(',');
+// Names of tests/*.mjs, with or without the .mjs suffix.
+const modules = (process.env.CHECK_MODULES || 'ws,http,sdk-node,sdk-python,pusherjs,echo,browser,prefix,envfile,shutdown,cluster')
+  .split(',').map((m) => m.trim().replace(/\.mjs$/, '')).filter(Boolean);
 
 // If the main server died (a crash), restart it before the next check so one crash does
 // not fail every later check; the crash itself is reported as a failing line at the end.

@@ -5,6 +5,7 @@
 
 pub mod cache;
 pub mod presence;
+mod view;
 
 use std::collections::HashMap;
 
@@ -14,6 +15,7 @@ use crate::outbox::{Outbox, SocketId};
 use crate::protocol::outbound::{self, Frame};
 use crate::protocol::PusherError;
 pub use presence::{snapshot_of, MemberData, Presence};
+use view::{Change, View};
 
 #[derive(Debug)]
 struct Subscriber {
@@ -29,6 +31,8 @@ struct Subscriber {
 struct Channel {
     subscribers: HashMap<SocketId, Subscriber>,
     presence: Option<Presence>,
+    /// Clustered presence: the member list this node's sockets know.
+    view: Option<Box<View>>,
 }
 
 /// What a subscribe changed.
@@ -179,6 +183,9 @@ impl ChannelRegistry {
     pub fn unsubscribe(&self, name: &str, id: SocketId) -> Option<Left> {
         let mut ch = self.channels.get_mut(name)?;
         let sub = ch.subscribers.remove(&id)?;
+        if let Some(view) = ch.view.as_mut() {
+            view.forget(id);
+        }
         let mut left = Left {
             vacated: ch.subscribers.is_empty(),
             ..Left::default()
@@ -200,29 +207,118 @@ impl ChannelRegistry {
         Some(left)
     }
 
-    /// Clustered presence: queues subscription_succeeded (`succeeded`) and then `after` (a cache
-    /// replay) to a pending socket and makes it a full subscriber, under the channel's lock, so
-    /// member events ordered after the snapshot reach it and earlier ones do not. Returns false
-    /// when the socket is no longer pending there (it left meanwhile).
+    /// Clustered presence: queues subscription_succeeded with the cluster's `members` and then
+    /// `after` (a cache replay) to a pending socket and makes it a full subscriber, under the
+    /// channel's lock, so member events ordered after the snapshot reach it and earlier ones do
+    /// not. Returns false when the socket is no longer pending there (it left meanwhile).
     pub fn confirm(
         &self,
         name: &str,
         id: SocketId,
-        succeeded: Frame,
+        members: &[MemberData],
         after: Option<Frame>,
     ) -> bool {
         let Some(mut ch) = self.channels.get_mut(name) else {
             return false;
         };
+        let first = !ch.subscribers.values().any(|s| !s.pending);
         let Some(sub) = ch.subscribers.get_mut(&id).filter(|s| s.pending) else {
             return false;
         };
         sub.pending = false;
-        sub.outbox.try_send(succeeded);
+        let snapshot = snapshot_of(members.iter());
+        sub.outbox
+            .try_send(outbound::presence_succeeded(name, &snapshot));
         if let Some(frame) = after {
             sub.outbox.try_send(frame);
         }
+        ch.view
+            .get_or_insert_with(Box::default)
+            .confirmed(id, members, first);
         true
+    }
+
+    /// Clustered presence: a user's first socket anywhere joined; tells every confirmed socket
+    /// here that does not list the member yet (but `except`, the joiner).
+    pub fn member_added(&self, name: &str, m: &MemberData, except: Option<SocketId>) {
+        let Some(mut ch) = self.channels.get_mut(name) else {
+            return;
+        };
+        let ch = &mut *ch;
+        let Some(view) = ch.view.as_mut() else {
+            return;
+        };
+        let (shared, also) = view.add(m);
+        let frame = outbound::member_added(name, &m.user_id, &m.user_info);
+        send_member_event(&ch.subscribers, view, &frame, shared, &also, except);
+    }
+
+    /// Clustered presence: a user's last socket anywhere left; tells every confirmed socket here
+    /// that still lists the member.
+    pub fn member_removed(&self, name: &str, m: &MemberData) {
+        let Some(mut ch) = self.channels.get_mut(name) else {
+            return;
+        };
+        let ch = &mut *ch;
+        let Some(view) = ch.view.as_mut() else {
+            return;
+        };
+        let (shared, also) = view.remove(&m.key);
+        let frame = outbound::member_removed(name, &m.user_id);
+        send_member_event(&ch.subscribers, view, &frame, shared, &also, None);
+    }
+
+    /// Clustered presence: after a failure, brings every confirmed socket's member list to the
+    /// cluster's `truth`, sending each exactly the member_added / member_removed it missed.
+    pub fn reconcile(&self, name: &str, truth: &[MemberData]) {
+        let Some(mut ch) = self.channels.get_mut(name) else {
+            return;
+        };
+        let ch = &mut *ch;
+        let Some(view) = ch.view.as_mut() else {
+            return;
+        };
+        let diverged: Vec<SocketId> = ch
+            .subscribers
+            .keys()
+            .copied()
+            .filter(|id| view.is_diverged(*id))
+            .collect();
+        let (shared, per_socket) = view.reconcile(truth);
+        let frames = |changes: &[Change]| -> Vec<Frame> {
+            changes
+                .iter()
+                .map(|c| match c {
+                    Change::Added(m) => outbound::member_added(name, &m.user_id, &m.user_info),
+                    Change::Removed(m) => outbound::member_removed(name, &m.user_id),
+                })
+                .collect()
+        };
+        let shared = frames(&shared);
+        for (id, sub) in &ch.subscribers {
+            if sub.pending || diverged.contains(id) {
+                continue;
+            }
+            for f in &shared {
+                sub.outbox.try_send(f.clone());
+            }
+        }
+        for (id, changes) in per_socket {
+            if let Some(sub) = ch.subscribers.get(&id) {
+                for f in frames(&changes) {
+                    sub.outbox.try_send(f);
+                }
+            }
+        }
+    }
+
+    /// Clustered presence: the presence channels with confirmed sockets here.
+    pub fn viewed_channels(&self) -> Vec<String> {
+        self.channels
+            .iter()
+            .filter(|c| c.view.is_some())
+            .map(|c| c.key().clone())
+            .collect()
     }
 
     /// Clustered presence: the outbox of a socket still pending on `name`.
@@ -318,6 +414,31 @@ fn counts_of(c: &Channel) -> ChannelCounts {
     ChannelCounts {
         subscriptions: c.subscribers.len(),
         users: c.presence.as_ref().map(Presence::count),
+    }
+}
+
+/// Sends a member event to the confirmed sockets that need it: those on the shared list when
+/// `shared`, and the diverged ones named in `also`.
+fn send_member_event(
+    subscribers: &HashMap<SocketId, Subscriber>,
+    view: &View,
+    frame: &Frame,
+    shared: bool,
+    also: &[SocketId],
+    except: Option<SocketId>,
+) {
+    for (id, sub) in subscribers {
+        if sub.pending || Some(*id) == except {
+            continue;
+        }
+        let wanted = if view.is_diverged(*id) {
+            also.contains(id)
+        } else {
+            shared
+        };
+        if wanted {
+            sub.outbox.try_send(frame.clone());
+        }
     }
 }
 
@@ -421,9 +542,8 @@ mod tests {
             0,
             "pending sockets get no frames"
         );
-        let snap = outbound::presence_succeeded(ch, "{}");
-        assert!(reg.confirm(ch, a.id(), snap.clone(), None));
-        assert!(!reg.confirm(ch, a.id(), snap, None), "confirmed once");
+        assert!(reg.confirm(ch, a.id(), &[member("u")], None));
+        assert!(!reg.confirm(ch, a.id(), &[], None), "confirmed once");
         assert_eq!(drain(&a).len(), 1);
         let j = reg.subscribe(ch, &b, Some(&member("v")), 1, None).unwrap();
         assert!(

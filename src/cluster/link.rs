@@ -20,6 +20,8 @@ use super::{queries, Op, Shared};
 const BATCH: usize = 256;
 /// How often connection counts are compared with what Redis has.
 const COUNT_TICK: Duration = Duration::from_millis(100);
+/// How often presence member lists are reconciled anyway (after a failure it is sooner).
+const RECONCILE_EVERY: Duration = Duration::from_secs(30);
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
@@ -35,6 +37,8 @@ pub(super) struct LinkState {
     pub(super) recovering: bool,
     /// Peers known before the outage.
     pub(super) peers_before: usize,
+    /// When this node next reconciles its sockets' member lists with Redis.
+    pub(super) next_reconcile: Instant,
 }
 
 pub(super) async fn run(shared: Arc<Shared>, mut conn: ConnectionManager, stop: CancellationToken) {
@@ -44,6 +48,7 @@ pub(super) async fn run(shared: Arc<Shared>, mut conn: ConnectionManager, stop: 
         registered: false,
         recovering: false,
         peers_before: 0,
+        next_reconcile: Instant::now() + RECONCILE_EVERY,
     };
     let mut backoff = MIN_BACKOFF;
     loop {
@@ -126,6 +131,10 @@ async fn step(
     if Instant::now() >= st.next_beat {
         heartbeat(shared, conn, st).await?;
         st.next_beat = Instant::now() + shared.heartbeat;
+    }
+    if Instant::now() >= st.next_reconcile {
+        reconcile(shared, conn).await?;
+        st.next_reconcile = Instant::now() + RECONCILE_EVERY;
     }
     refresh_quotas(shared, conn).await
 }
@@ -340,6 +349,26 @@ async fn heartbeat(
             .await?;
         if reaped == 1 {
             tracing::warn!(%node, "cluster: node stopped heartbeating; removed its sockets cluster-wide");
+        }
+    }
+    Ok(())
+}
+
+/// Asks Redis to send this node the member list of every presence channel it has sockets in,
+/// in order with the member events, so each socket is told what it missed during a failure
+/// (a member who left while Redis was down or restarting, a node that was reaped).
+async fn reconcile(shared: &Shared, conn: &mut ConnectionManager) -> RedisResult<()> {
+    for (app_id, ns) in shared.local.all() {
+        for chunk in ns.channels.viewed_channels().chunks(100) {
+            let mut cmd = redis::cmd("EVAL");
+            cmd.arg(&shared.scripts.members)
+                .arg(0)
+                .arg(&shared.prefix)
+                .arg(&shared.inbox);
+            for channel in chunk {
+                cmd.arg(app_id).arg(channel);
+            }
+            cmd.query_async::<()>(conn).await?;
         }
     }
     Ok(())

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::wire::{self, Message, WireError};
 use super::{Op, Shared};
-use crate::channels::{snapshot_of, MemberData};
+use crate::channels::MemberData;
 use crate::local::Namespace;
 use crate::protocol::outbound;
 use crate::protocol::{ChannelKind, PusherError};
@@ -107,8 +107,7 @@ fn dispatch(shared: &Shared, payload: &[u8]) {
             let (Some(ns), Some(m)) = (shared.local.ns(app), MemberData::from_wire(member)) else {
                 return skip(shared, &WireError::Malformed("member_added"), payload);
             };
-            let frame = outbound::member_added(channel, &m.user_id, &m.user_info);
-            ns.channels.publish(channel, &frame, except);
+            ns.channels.member_added(channel, &m, except);
         }
         Message::MemberRemoved {
             app,
@@ -135,13 +134,11 @@ fn dispatch(shared: &Shared, payload: &[u8]) {
                 return;
             };
             if ok {
-                let list: Vec<MemberData> =
-                    members.lines().filter_map(MemberData::from_wire).collect();
-                let frame = outbound::presence_succeeded(channel, &snapshot_of(list.iter()));
+                let list = member_list(members);
                 let after = ChannelKind::of(channel)
                     .cache
                     .then(|| ns.cache.replay_frame(channel).0);
-                ns.channels.confirm(channel, socket, frame, after);
+                ns.channels.confirm(channel, socket, &list, after);
             } else if let Some(outbox) = ns.channels.pending_outbox(channel, socket) {
                 let err = PusherError::MemberLimit;
                 let left = ns.channels.unsubscribe(channel, socket);
@@ -160,6 +157,23 @@ fn dispatch(shared: &Shared, payload: &[u8]) {
                 }
             }
         }
+        Message::Members {
+            app,
+            channel,
+            members,
+        } => {
+            if let Some(ns) = shared.local.ns(app) {
+                ns.channels.reconcile(channel, &member_list(members));
+            }
+        }
+        Message::Hello { node } => {
+            if node != shared.node && !shared.peers.read().iter().any(|p| p == node) {
+                let mut peers = shared.peers.write();
+                let mut list = (**peers).clone();
+                list.push(node.to_owned());
+                *peers = std::sync::Arc::new(list);
+            }
+        }
         Message::Terminate { node, app, user } => {
             if node != shared.node {
                 if let Some(ns) = shared.local.ns(app) {
@@ -168,6 +182,11 @@ fn dispatch(shared: &Shared, payload: &[u8]) {
             }
         }
     }
+}
+
+/// Newline-separated wire members (malformed lines are skipped).
+fn member_list(members: &str) -> Vec<MemberData> {
+    members.lines().filter_map(MemberData::from_wire).collect()
 }
 
 /// Keeps another node's cache-channel event, so this node replays it too.

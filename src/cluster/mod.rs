@@ -282,7 +282,11 @@ impl Cluster {
         app: &str,
         channel: &str,
     ) -> redis::RedisResult<RemoteCounts> {
-        queries::remote_counts(&self.shared, &mut self.queries.clone(), app, channel).await
+        let shared = &self.shared;
+        self.twice(
+            |mut c| async move { queries::remote_counts(shared, &mut c, app, channel).await },
+        )
+        .await
     }
 
     /// Other nodes' occupied channels (with their subscription counts) under a prefix.
@@ -291,7 +295,11 @@ impl Cluster {
         app: &str,
         prefix: &str,
     ) -> redis::RedisResult<Vec<(String, usize)>> {
-        queries::remote_channels(&self.shared, &mut self.queries.clone(), app, prefix).await
+        let shared = &self.shared;
+        self.twice(
+            |mut c| async move { queries::remote_channels(shared, &mut c, app, prefix).await },
+        )
+        .await
     }
 
     /// Cluster-wide user counts of presence channels.
@@ -300,17 +308,38 @@ impl Cluster {
         app: &str,
         channels: &[&str],
     ) -> redis::RedisResult<Vec<usize>> {
-        queries::user_counts(&self.shared, &mut self.queries.clone(), app, channels).await
+        let shared = &self.shared;
+        self.twice(|mut c| async move { queries::user_counts(shared, &mut c, app, channels).await })
+            .await
     }
 
     /// Cluster-wide distinct users of a presence channel.
     pub async fn user_ids(&self, app: &str, channel: &str) -> redis::RedisResult<Vec<String>> {
-        queries::user_ids(&self.shared, &mut self.queries.clone(), app, channel).await
+        let shared = &self.shared;
+        self.twice(|mut c| async move { queries::user_ids(shared, &mut c, app, channel).await })
+            .await
     }
 
     /// Other nodes' open connections of an app.
     pub async fn remote_connections(&self, app: &str) -> redis::RedisResult<usize> {
-        queries::remote_connections(&self.shared, &mut self.queries.clone(), app).await
+        let shared = &self.shared;
+        self.twice(|mut c| async move { queries::remote_connections(shared, &mut c, app).await })
+            .await
+    }
+
+    /// Runs a query, and once more if the connection had dropped (the first command after Redis
+    /// came back fails while the connection manager reconnects).
+    async fn twice<T, F, Fut>(&self, query: F) -> redis::RedisResult<T>
+    where
+        F: Fn(redis::aio::ConnectionManager) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        match query(self.queries.clone()).await {
+            Err(e) if e.is_io_error() || e.is_connection_dropped() => {
+                query(self.queries.clone()).await
+            }
+            done => done,
+        }
     }
 
     /// Leaves the cluster: sends what is still queued (within `deadline`), then removes this

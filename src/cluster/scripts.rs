@@ -107,6 +107,18 @@ redis.call('DEL', pres, P .. 'n:' .. dead .. ':subs', P .. 'n:' .. dead .. ':con
 return 1
 "#;
 
+/// ARGV: prefix, node channel, then app and channel pairs. Publishes each presence channel's
+/// member list to this node (in Redis order with the member events), for reconciliation.
+const MEMBERS_BODY: &str = r#"
+local P = ARGV[1]
+for i = 3, #ARGV, 2 do
+  local app, ch = ARGV[i], ARGV[i + 1]
+  local body = table.concat(redis.call('HVALS', P .. 'pm:' .. app .. ':' .. ch), '\n')
+  redis.call('PUBLISH', ARGV[2], 'H1\nS\n' .. app .. '\n' .. ch .. '\n' .. body)
+end
+return 1
+"#;
+
 /// A script's full source (the prelude plus its body), built once.
 pub struct Scripts {
     /// See `JOIN_BODY`.
@@ -117,6 +129,8 @@ pub struct Scripts {
     pub heartbeat: String,
     /// See `REAP_BODY`.
     pub reap: String,
+    /// See `MEMBERS_BODY`.
+    pub members: String,
 }
 
 impl Scripts {
@@ -128,6 +142,7 @@ impl Scripts {
             leave: with(LEAVE_BODY),
             heartbeat: with(HEARTBEAT_BODY),
             reap: with(REAP_BODY),
+            members: with(MEMBERS_BODY),
         }
     }
 }

@@ -11,7 +11,7 @@ use redis::RedisResult;
 use tokio::time::Instant;
 
 use super::link::{join_cmd, leave_cmd, JoinArgs, LinkState};
-use super::{queries, Shared};
+use super::{queries, wire, Shared};
 
 /// Writes changed subscription and connection counts (all of them when `all`).
 pub(super) async fn flush_counts(
@@ -58,9 +58,11 @@ pub(super) async fn flush_counts(
     Ok(())
 }
 
-/// Re-registers everything this node holds: counts (absolute), presence members (without
-/// announcing them again: clients know them), pending joins (confirmed anew), and forgets
+/// Re-registers everything this node holds: counts (absolute), presence members (announced
+/// when new cluster-wide: every node's view drops a member_added its sockets already know, so
+/// only sockets that missed the member hear of it), pending joins (confirmed anew), and forgets
 /// entries Redis still has for users who left while it was unreachable (announcing those).
+/// A reconciliation follows shortly, for what no announcement covers.
 pub(super) async fn resync(
     shared: &Shared,
     conn: &mut ConnectionManager,
@@ -94,7 +96,7 @@ pub(super) async fn resync(
                 socket: "",
                 max,
                 register: true,
-                announce: false,
+                announce: true,
             };
             join_cmd(shared, &mut joins, &args);
         }
@@ -131,9 +133,16 @@ pub(super) async fn resync(
     }
     flush_counts(shared, conn, st, true).await?;
     load_cache(shared, conn).await?;
+    redis::cmd("PUBLISH")
+        .arg(&shared.bus)
+        .arg(wire::hello(&shared.node).as_ref())
+        .query_async::<()>(conn)
+        .await?;
     // The next heartbeat registers the node; it must not read as "Redis forgot us" again.
     st.registered = false;
     st.next_beat = Instant::now();
+    // Once the other nodes have re-registered too, tell each socket what it missed.
+    st.next_reconcile = Instant::now() + shared.heartbeat * 2;
     tracing::debug!(node = %shared.node, "cluster: state re-registered");
     Ok(())
 }

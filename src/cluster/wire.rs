@@ -4,7 +4,8 @@
 //! kind; the last field runs to the end of the message, so it may hold anything (a frame, a
 //! user id). Channel names, app ids and node ids never contain a newline (they are validated).
 //! Broadcasts carry the frame exactly as subscribers receive it, so a receiving node forwards the
-//! bytes without serialising anything. App secrets never travel.
+//! bytes without serialising anything, preceded by its length, so a cut or padded message is
+//! refused rather than forwarded. App secrets never travel.
 //!
 //! Member events and join confirmations are published by Lua scripts (`scripts.rs`), which
 //! build the same shapes.
@@ -67,6 +68,20 @@ pub enum Message<'a> {
         /// Newline-separated wire members.
         members: &'a str,
     },
+    /// Sent to one node: a presence channel's member list, for reconciliation after a failure.
+    Members {
+        /// The app id.
+        app: &'a str,
+        /// The presence channel.
+        channel: &'a str,
+        /// Newline-separated wire members.
+        members: &'a str,
+    },
+    /// A node (re)registered: the others count it at once, not at their next heartbeat.
+    Hello {
+        /// Its id.
+        node: &'a str,
+    },
     /// Close every socket of `user` (terminate_connections) on every node but `node`.
     Terminate {
         /// The node that handled the request (it closed its own sockets already).
@@ -98,8 +113,9 @@ pub fn event(
     frame: &Frame,
 ) -> Bytes {
     let except = except.map(|s| s.to_string()).unwrap_or_default();
-    let mut out = String::with_capacity(frame.len() + node.len() + app.len() + channel.len() + 40);
-    for field in [MAGIC, "E", node, app, channel, &except] {
+    let len = frame.len().to_string();
+    let mut out = String::with_capacity(frame.len() + node.len() + app.len() + channel.len() + 48);
+    for field in [MAGIC, "E", node, app, channel, &except, &len] {
         out.push_str(field);
         out.push('\n');
     }
@@ -110,6 +126,11 @@ pub fn event(
 /// A terminate_connections request handled by `node`.
 pub fn terminate(node: &str, app: &str, user: &str) -> Bytes {
     Bytes::from(format!("{MAGIC}\nT\n{node}\n{app}\n{user}"))
+}
+
+/// A node announcing itself.
+pub fn hello(node: &str) -> Bytes {
+    Bytes::from(format!("{MAGIC}\nN\n{node}"))
 }
 
 /// Decodes a message; a frame is copied once out of `payload`.
@@ -123,9 +144,16 @@ pub fn decode(payload: &[u8]) -> Result<Message<'_>, WireError> {
     let rest = it.next().unwrap_or("");
     match kind {
         "E" => {
-            let [node, app, channel, except, frame] =
+            let [node, app, channel, except, len, frame] =
                 fields(rest).ok_or(WireError::Malformed("event"))?;
             let except = socket(except).map_err(|_| WireError::Malformed("event"))?;
+            // The length and the JSON object's braces catch a cut or padded message.
+            let whole = len.parse::<usize>().ok() == Some(frame.len())
+                && frame.starts_with('{')
+                && frame.ends_with('}');
+            if !whole {
+                return Err(WireError::Malformed("event"));
+            }
             Ok(Message::Event {
                 node,
                 app,
@@ -169,6 +197,15 @@ pub fn decode(payload: &[u8]) -> Result<Message<'_>, WireError> {
                 members,
             })
         }
+        "S" => {
+            let [app, channel, members] = fields(rest).ok_or(WireError::Malformed("members"))?;
+            Ok(Message::Members {
+                app,
+                channel,
+                members,
+            })
+        }
+        "N" if !rest.is_empty() && !rest.contains('\n') => Ok(Message::Hello { node: rest }),
         "T" => {
             let [node, app, user] = fields(rest).ok_or(WireError::Malformed("terminate"))?;
             Ok(Message::Terminate { node, app, user })
@@ -215,14 +252,21 @@ mod tests {
                 frame
             }
         );
-        let none = event("n1", "app", "c", None, &Frame::from("x\ny"));
+        let none = event("n1", "app", "c", None, &Frame::from("{\"a\":\"x\ny\"}"));
         match decode(&none).unwrap() {
             Message::Event { except, frame, .. } => {
                 assert_eq!(except, None);
-                assert_eq!(frame.as_str(), "x\ny");
+                assert_eq!(frame.as_str(), "{\"a\":\"x\ny\"}");
             }
             other => panic!("{other:?}"),
         }
+        let good = event("n1", "app", "c", None, &Frame::from("{\"event\":\"e\"}"));
+        let cut = &good[..good.len() - 1];
+        assert!(decode(cut).is_err(), "truncated");
+        let mut padded = good.to_vec();
+        padded.extend_from_slice(b"}}}");
+        assert!(decode(&padded).is_err(), "padded");
+        assert!(decode(b"H1\nE\nn\napp\nc\n\n0\n").is_err(), "empty frame");
     }
 
     #[test]
@@ -235,6 +279,8 @@ mod tests {
                 ..
             }
         ));
+        let m = decode(b"H1\nS\napp\npresence-x\n").unwrap();
+        assert!(matches!(m, Message::Members { members: "", .. }));
         let m = decode(b"H1\nMR\napp\npresence-x\n[\"u\",\"u\",null]").unwrap();
         assert!(matches!(m, Message::MemberRemoved { .. }));
         let m = decode(b"H1\nJ\napp\npresence-x\n1.2\n1\n[\"a\",1,null]\n[\"b\",2,null]").unwrap();
@@ -245,6 +291,10 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        assert_eq!(
+            decode(&hello("abc")).unwrap(),
+            Message::Hello { node: "abc" }
+        );
         let t = terminate("n", "app", "user\nwith newline");
         assert_eq!(
             decode(&t).unwrap(),

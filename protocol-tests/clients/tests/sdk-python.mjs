@@ -1,26 +1,10 @@
 // Official Python server SDK (PyPI pusher): each call runs in py/sdk_op.py; we assert its
 // HTTP status and body and what real WebSocket subscribers received.
-import { execFile } from 'node:child_process';
-import path from 'node:path';
 import { check, assert, eq, deepEq } from '../lib/harness.mjs';
 import { connect } from '../lib/raw.mjs';
 import { sdk } from '../lib/http.mjs';
+import { py, pyOk as ok } from '../lib/python.mjs';
 import { R, uniq } from '../lib/rows.mjs';
-
-const here = path.dirname(new URL(import.meta.url).pathname);
-const PY = process.env.HERALD_PYTHON || path.join(here, '..', '.venv', 'bin', 'python');
-const SCRIPT = path.join(here, '..', 'py', 'sdk_op.py');
-
-function py(port, app, op, args = []) {
-  const req = { port, app_id: app.id, key: app.key, secret: app.secret, master_key: app.masterKey, op, args };
-  return new Promise((resolve, reject) => {
-    execFile(PY, [SCRIPT, JSON.stringify(req)], { timeout: 6000 }, (err, stdout, stderr) => {
-      if (err && !stdout) return reject(new Error(`python failed: ${err.message} ${stderr}`));
-      try { resolve(JSON.parse(stdout.trim().split('\n').pop())); } catch (e) { reject(new Error(`bad python output: ${stdout} ${stderr}`)); }
-    });
-  });
-}
-const ok = (r) => { assert(r.ok, `python SDK error: ${r.error}`); eq(r.status, 200, 'HTTP status'); return r.result; };
 
 export default async function (env) {
   const { port, apps } = env;

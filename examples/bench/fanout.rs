@@ -1,0 +1,361 @@
+//! Timed fan-out across a cluster the bench starts itself: N herald nodes (with their own
+//! redis-server when scaling is on), S subscribers of one public channel spread round-robin
+//! over the nodes, events triggered through the signed HTTP API on node 0 at a fixed rate.
+//! Each event carries its sequence number and send time; every subscriber records what it got,
+//! so loss and duplicates are exact and latency is trigger-send to receipt.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+
+use crate::client::{connect, subscribe, Client, Trigger};
+use crate::procs::{cpu_seconds, start_herald, start_redis, Proc};
+use crate::Opts;
+
+const CHANNEL: &str = "bench";
+
+/// What one subscriber saw.
+struct Seen {
+    node: usize,
+    /// Receipts per event sequence number.
+    counts: Vec<u8>,
+    /// Send-to-receipt latency of each first receipt, in µs.
+    latencies: Vec<u32>,
+    /// Time of the last receipt, µs since the bench's epoch.
+    last_us: u64,
+    /// The server closed the socket (or it failed) before the end.
+    closed: bool,
+}
+
+async fn read(
+    mut ws: Client,
+    node: usize,
+    events: usize,
+    epoch: Instant,
+    stop: CancellationToken,
+    total: Arc<AtomicUsize>,
+    warmed: Arc<AtomicUsize>,
+) -> Seen {
+    let mut seen = Seen {
+        node,
+        counts: vec![0; events],
+        latencies: Vec::with_capacity(events),
+        last_us: 0,
+        closed: false,
+    };
+    let mut warm = false;
+    loop {
+        let msg = tokio::select! {
+            _ = stop.cancelled() => break,
+            m = ws.next() => m,
+        };
+        let text = match msg {
+            Some(Ok(Message::Text(t))) => t,
+            Some(Ok(_)) => continue,
+            _ => {
+                seen.closed = true;
+                break;
+            }
+        };
+        let now = epoch.elapsed().as_micros() as u64;
+        let t = text.as_str();
+        if t.starts_with(r#"{"event":"bench""#) {
+            let Some((seq, sent)) = parse_data(t) else {
+                panic!("malformed bench event: {t}");
+            };
+            if seq < events {
+                if seen.counts[seq] == 0 {
+                    seen.latencies.push(now.saturating_sub(sent) as u32);
+                }
+                seen.counts[seq] = seen.counts[seq].saturating_add(1);
+                seen.last_us = now;
+                total.fetch_add(1, Ordering::Relaxed);
+            }
+        } else if t.starts_with(r#"{"event":"warm""#) && !warm {
+            warm = true;
+            warmed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    seen
+}
+
+/// `"data":"SEQ:SENT_US:xxx…"` → (SEQ, SENT_US).
+fn parse_data(frame: &str) -> Option<(usize, u64)> {
+    let (_, data) = frame.split_once(r#""data":""#)?;
+    let mut parts = data.splitn(3, ':');
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
+/// The event payload: `SEQ:SENT_US:` padded with `x` to `size` bytes.
+fn payload(seq: usize, sent_us: u64, size: usize) -> String {
+    let mut s = format!("{seq}:{sent_us}:");
+    let pad = size.saturating_sub(s.len());
+    s.extend(std::iter::repeat_n('x', pad));
+    s
+}
+
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i] as f64
+}
+
+/// One run's figures, in a fixed order (see `METRICS`).
+pub type Figures = Vec<f64>;
+
+/// Name and decimals of each figure, in the order `run_once` returns them.
+pub const METRICS: &[(&str, usize)] = &[
+    ("events sent", 0),
+    ("trigger rate achieved /s", 0),
+    ("deliveries", 0),
+    ("missing", 0),
+    ("duplicates", 0),
+    ("sockets closed early", 0),
+    ("deliveries /s (wall)", 0),
+    ("latency p50 µs", 0),
+    ("latency p99 µs", 0),
+    ("latency max µs", 0),
+    ("node 0 p50 µs", 0),
+    ("node 0 p99 µs", 0),
+    ("other nodes p50 µs", 0),
+    ("other nodes p99 µs", 0),
+    ("cross-node extra p50 µs", 0),
+    ("cross-node extra p99 µs", 0),
+    ("herald CPU s", 2),
+    ("herald CPU µs / delivery", 3),
+    ("deliveries / herald CPU-s", 0),
+    ("redis CPU s", 2),
+    ("redis CPU µs / event", 1),
+    ("bench client CPU s", 2),
+];
+
+pub async fn run_once(o: &Opts) -> Figures {
+    let subscribers = o.subscribers.unwrap_or(500);
+    let events = (o.rate * o.duration).round() as usize;
+    assert!(events > 0 && o.nodes > 0 && subscribers > 0);
+
+    // Servers.
+    let mut redis: Option<Proc> = o.scaling.then(|| start_redis(&o.redis));
+    if let Some(r) = redis.as_mut() {
+        r.wait_ready(false);
+    }
+    let redis_port = redis.as_ref().map(|r| r.port);
+    let mut nodes: Vec<Proc> = (0..o.nodes)
+        .map(|i| start_herald(&o.bin, format!("node{i}"), redis_port))
+        .collect();
+    for n in &mut nodes {
+        n.wait_ready(o.scaling);
+    }
+    let ports: Vec<u16> = nodes.iter().map(|n| n.port).collect();
+
+    // Subscribers, round-robin over the nodes, 100 connecting at a time.
+    let epoch = Instant::now();
+    let stop = CancellationToken::new();
+    let total = Arc::new(AtomicUsize::new(0));
+    let warmed = Arc::new(AtomicUsize::new(0));
+    let mut readers = Vec::with_capacity(subscribers);
+    for chunk in (0..subscribers).collect::<Vec<_>>().chunks(100) {
+        let opening: Vec<_> = chunk
+            .iter()
+            .map(|&i| {
+                let port = ports[i % o.nodes];
+                tokio::spawn(async move {
+                    let mut ws = connect(port).await;
+                    subscribe(&mut ws, CHANNEL).await;
+                    ws
+                })
+            })
+            .collect();
+        for (&i, ws) in chunk.iter().zip(opening) {
+            let ws = ws.await.expect("subscriber");
+            let (stop, total, warmed) = (stop.clone(), total.clone(), warmed.clone());
+            readers.push(tokio::spawn(read(
+                ws,
+                i % o.nodes,
+                events,
+                epoch,
+                stop,
+                total,
+                warmed,
+            )));
+        }
+    }
+
+    // Warm-up: trigger until every subscriber, on every node, has seen an event.
+    let mut http = Trigger::connect(ports[0]).await;
+    for attempt in 0.. {
+        http.send(CHANNEL, "warm", || "warm".into()).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if warmed.load(Ordering::Relaxed) == subscribers {
+            break;
+        }
+        assert!(
+            attempt < 50,
+            "warm-up: {} of {subscribers} subscribers reached",
+            warmed.load(Ordering::Relaxed)
+        );
+    }
+    drop(http);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // Measured phase: K trigger connections to node 0 share one fixed schedule.
+    let herald_cpu = |nodes: &[Proc]| nodes.iter().map(|n| cpu_seconds(n.pid())).sum::<f64>();
+    let redis_cpu = |r: &Option<Proc>| r.as_ref().map(|r| cpu_seconds(r.pid())).unwrap_or(0.0);
+    let self_pid = std::process::id();
+    let (h0, r0, c0) = (herald_cpu(&nodes), redis_cpu(&redis), cpu_seconds(self_pid));
+    let k = o
+        .trigger_conns
+        .unwrap_or_else(|| (o.rate / 250.0).ceil().clamp(1.0, 8.0) as usize);
+    let period = Duration::from_secs_f64(1.0 / o.rate);
+    let start = Instant::now() + Duration::from_millis(20);
+    let size = o.payload;
+    let mut triggers = Vec::new();
+    for c in 0..k {
+        let port = ports[0];
+        triggers.push(tokio::spawn(async move {
+            let mut http = Trigger::connect(port).await;
+            let mut last_sent = start;
+            for seq in (c..events).step_by(k) {
+                tokio::time::sleep_until((start + period * seq as u32).into()).await;
+                http.send(CHANNEL, "bench", || {
+                    payload(seq, epoch.elapsed().as_micros() as u64, size)
+                })
+                .await;
+                last_sent = Instant::now();
+            }
+            last_sent
+        }));
+    }
+    let mut last_sent = start;
+    for t in triggers {
+        last_sent = last_sent.max(t.await.expect("trigger task"));
+    }
+    let want = events * subscribers;
+    // Drain: over capacity, deliveries go on after the last trigger; stop when all are in, or
+    // after 5 s without progress (the loss is then counted), or after 300 s in any case.
+    let (drain_start, mut progress, mut seen_total) = (Instant::now(), Instant::now(), 0);
+    while seen_total < want
+        && progress.elapsed() < Duration::from_secs(5)
+        && drain_start.elapsed() < Duration::from_secs(300)
+    {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let now_total = total.load(Ordering::Relaxed);
+        if now_total > seen_total {
+            (seen_total, progress) = (now_total, Instant::now());
+        }
+    }
+    let (h1, r1, c1) = (herald_cpu(&nodes), redis_cpu(&redis), cpu_seconds(self_pid));
+    stop.cancel();
+    let mut seen = Vec::with_capacity(subscribers);
+    for r in readers {
+        seen.push(r.await.expect("reader"));
+    }
+
+    // Servers down before the numbers are crunched.
+    for n in &mut nodes {
+        n.stop(Duration::from_secs(5));
+    }
+    if let Some(r) = redis.as_mut() {
+        r.stop(Duration::from_secs(5));
+    }
+
+    let (mut missing, mut dups, mut delivered, mut closed) = (0usize, 0usize, 0usize, 0usize);
+    let (mut all, mut local, mut remote) = (Vec::new(), Vec::new(), Vec::new());
+    let mut last_us = 0;
+    for s in &seen {
+        for &c in &s.counts {
+            delivered += c as usize;
+            missing += (c == 0) as usize;
+            dups += (c as usize).saturating_sub(1);
+        }
+        closed += s.closed as usize;
+        last_us = last_us.max(s.last_us);
+        all.extend_from_slice(&s.latencies);
+        if s.node == 0 { &mut local } else { &mut remote }.extend_from_slice(&s.latencies);
+    }
+    for v in [&mut all, &mut local, &mut remote] {
+        v.sort_unstable();
+    }
+    let start_us = start.duration_since(epoch).as_micros() as u64;
+    let wall = (last_us.saturating_sub(start_us) as f64 / 1e6).max(1e-3);
+    let send_span = (last_sent.duration_since(start) + period).as_secs_f64();
+    let (hcpu, rcpu) = (h1 - h0, r1 - r0);
+    vec![
+        events as f64,
+        events as f64 / send_span,
+        delivered as f64,
+        missing as f64,
+        dups as f64,
+        closed as f64,
+        delivered as f64 / wall,
+        percentile(&all, 0.5),
+        percentile(&all, 0.99),
+        all.last().map(|&v| v as f64).unwrap_or(f64::NAN),
+        percentile(&local, 0.5),
+        percentile(&local, 0.99),
+        percentile(&remote, 0.5),
+        percentile(&remote, 0.99),
+        percentile(&remote, 0.5) - percentile(&local, 0.5),
+        percentile(&remote, 0.99) - percentile(&local, 0.99),
+        hcpu,
+        hcpu * 1e6 / delivered.max(1) as f64,
+        delivered as f64 / hcpu.max(0.01),
+        rcpu,
+        rcpu * 1e6 / events as f64,
+        c1 - c0,
+    ]
+}
+
+fn fmt(v: f64, decimals: usize) -> String {
+    if v.is_nan() {
+        "–".into()
+    } else {
+        format!("{v:.decimals$}")
+    }
+}
+
+pub async fn run(o: &Opts) {
+    let label = format!(
+        "{} node(s), scaling {}, {} subscribers, {} events/s x {}s, {}-byte payload, server {}",
+        o.nodes,
+        if o.scaling { "on" } else { "off" },
+        o.subscribers.unwrap_or(500),
+        o.rate,
+        o.duration,
+        o.payload,
+        o.bin
+    );
+    println!("fan-out: {label}; {} run(s)", o.runs);
+    let mut runs: Vec<Figures> = Vec::new();
+    for i in 0..o.runs {
+        let f = run_once(o).await;
+        let line: Vec<String> = [2, 3, 4, 6, 7, 8, 9, 12, 17, 19]
+            .iter()
+            .map(|&m| format!("{}={}", METRICS[m].0, fmt(f[m], METRICS[m].1)))
+            .collect();
+        println!("run {}: {}", i + 1, line.join(", "));
+        runs.push(f);
+    }
+    println!("\n| metric | median | spread (min–max) |\n|---|---:|---:|");
+    for (m, &(name, d)) in METRICS.iter().enumerate() {
+        let mut v: Vec<f64> = runs.iter().map(|r| r[m]).collect();
+        v.sort_by(|a, b| a.total_cmp(b));
+        let median = v[v.len() / 2];
+        println!(
+            "| {name} | {} | {}–{} |",
+            fmt(median, d),
+            fmt(v[0], d),
+            fmt(v[v.len() - 1], d)
+        );
+    }
+    let lost: f64 = runs.iter().map(|r| r[3] + r[4]).sum();
+    if lost > 0.0 {
+        println!("\nWARNING: {lost} missing or duplicate deliveries over all runs");
+    }
+}
