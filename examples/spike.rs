@@ -5,7 +5,8 @@
 //! 2. one socket subscribes to `--channels C` (100000) public channels, then disconnects.
 //!
 //! Run: `cargo build --release && cargo run --release --example spike`
-//! Options: `--connections N`, `--channels C`, `--bin PATH` (target/release/herald). Extra
+//! Options: `--connections N`, `--channels C`, `--bin PATH` (target/release/herald),
+//! `--idle true` (no requests at all while watching; see [`watch`]). Extra
 //! environment (e.g. `MIMALLOC_PURGE_DELAY=0`) is passed to the server. Linux only (/proc).
 
 use std::io::Write;
@@ -67,23 +68,38 @@ async fn connect(port: u16) -> Client {
     panic!("cannot connect");
 }
 
-/// Prints RSS every 5 s for 60 s after a spike ended.
-async fn watch(pid: u32, label: &str) {
+/// Prints RSS every 5 s for 60 s after a spike ended. Unless `idle`, the server gets one
+/// `GET /up` per second meanwhile, as a live server always has some traffic (mimalloc returns
+/// freed memory to the OS from within later allocator calls, not from a timer of its own).
+async fn watch(pid: u32, port: u16, label: &str, idle: bool) {
     let start = Instant::now();
-    for _ in 0..=12 {
-        println!(
-            "  {label} +{:>2}s: {:>7} KiB",
-            start.elapsed().as_secs(),
-            rss_kib(pid)
-        );
-        tokio::time::sleep(Duration::from_secs(5)).await;
+    for i in 0..=60 {
+        if i % 5 == 0 {
+            let secs = start.elapsed().as_secs();
+            println!("  {label} +{secs:>2}s: {:>7} KiB", rss_kib(pid));
+        }
+        if !idle {
+            poke(port).await;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// One `GET /up` on a fresh connection.
+async fn poke(port: u16) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    if let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+        let req = b"GET /up HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+        if s.write_all(req).await.is_ok() {
+            let _ = s.read_to_end(&mut Vec::new()).await;
+        }
     }
 }
 
 #[tokio::main]
 async fn main() {
-    let (mut connections, mut channels, mut bin) =
-        (5000usize, 100_000usize, "target/release/herald".to_string());
+    let (mut connections, mut channels) = (5000usize, 100_000usize);
+    let (mut bin, mut idle) = ("target/release/herald".to_string(), false);
     let args: Vec<String> = std::env::args().skip(1).collect();
     for pair in args.chunks(2) {
         let v = pair.get(1).cloned().unwrap_or_default();
@@ -91,6 +107,7 @@ async fn main() {
             "--connections" => connections = v.parse().expect("--connections N"),
             "--channels" => channels = v.parse().expect("--channels N"),
             "--bin" => bin = v,
+            "--idle" => idle = v == "true",
             other => panic!("unknown option {other}"),
         }
     }
@@ -108,7 +125,7 @@ async fn main() {
     for mut ws in sockets {
         let _ = ws.close(None).await;
     }
-    watch(pid, "after the connections closed").await;
+    watch(pid, port, "after the connections closed", idle).await;
 
     let mut ws = connect(port).await;
     for i in 0..channels {
@@ -127,7 +144,7 @@ async fn main() {
     println!("one socket on {channels} channels: {} KiB", rss_kib(pid));
     let _ = ws.close(None).await;
     drop(ws);
-    watch(pid, "after the subscriber left").await;
+    watch(pid, port, "after the subscriber left", idle).await;
     let _ = child.kill();
     let _ = child.wait();
 }

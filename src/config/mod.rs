@@ -346,6 +346,10 @@ mod tests {
             ("REVERB_APP_MAX_CONNECTIONS", "5"),
             ("REVERB_SCALING_ENABLED", "true"),
             ("REDIS_HOST", "redis.internal"),
+            ("REVERB_APP_RATE_LIMITING_ENABLED", "TRUE"),
+            ("REVERB_APP_RATE_LIMIT_MAX_ATTEMPTS", "120"),
+            ("REVERB_APP_RATE_LIMIT_DECAY_SECONDS", "30"),
+            ("REVERB_APP_RATE_LIMIT_TERMINATE", "1"),
         ]
         .into_iter()
         .map(|(a, b)| (a.to_string(), b.to_string()))
@@ -363,6 +367,30 @@ mod tests {
         assert_eq!(c.apps[0].accept_client_events_from, ClientEventsFrom::None);
         assert!(c.scaling.enabled);
         assert_eq!(c.scaling.url, "redis://redis.internal:6379/0");
+        let rl = c.apps[0].rate_limiting;
+        assert!(rl.enabled && rl.terminate_on_limit);
+        assert_eq!((rl.max_attempts, rl.decay_seconds), (120, 30));
+    }
+
+    #[test]
+    fn pre_upgrade_budgets_and_rate_limits_are_validated() {
+        let mut c = Config::single_app("a", "b", "c");
+        c.server.header_timeout = 0.0;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("server.header_timeout"), "{e}");
+        let mut c = Config::single_app("a", "b", "c");
+        c.server.max_head_size = 4096;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("server.max_head_size"), "{e}");
+        let mut c = Config::single_app("a", "b", "c");
+        c.apps[0].rate_limiting.enabled = true;
+        c.apps[0].rate_limiting.decay_seconds = 0;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("apps[0].rate_limiting.decay_seconds"), "{e}");
+        let t = "[[apps]]\nid='a'\nkey='b'\nsecret='c'\n[apps.rate_limiting]\nenabled=true\n";
+        let c = Config::from_toml(t).unwrap();
+        assert!(c.apps[0].rate_limiting.enabled);
+        assert_eq!(c.apps[0].rate_limiting.max_attempts, 60);
     }
 
     #[test]
