@@ -100,6 +100,12 @@ async fn read_head(
             Ok(Ok(n)) => n,
         };
         let searched = buf.len().saturating_sub(3);
+        // Grow by doubling, but never past the head limit (plus this one read).
+        let want = buf.len() + n;
+        if want > buf.capacity() {
+            let target = (buf.capacity() * 2).min(max_head).max(want);
+            buf.reserve_exact(target - buf.len());
+        }
         buf.extend_from_slice(&chunk[..n]);
         if let Some(pos) = buf[searched..].windows(4).position(|w| w == b"\r\n\r\n") {
             let end = searched + pos + 4;
