@@ -585,6 +585,33 @@ mod tests {
     }
 
     #[test]
+    fn clustered_member_events_and_reconcile_are_exact() {
+        let reg = ChannelRegistry::clustered();
+        let ch = "presence-x";
+        let (a, b) = (socket(), socket());
+        let (m1, m2) = (member("1"), member("2"));
+        reg.subscribe(ch, &a, Some(&m1), 10, None).unwrap();
+        reg.subscribe(ch, &b, Some(&m2), 10, None).unwrap();
+        reg.member_added(ch, &m1, Some(a.id()));
+        assert!(reg.confirm(ch, a.id(), std::slice::from_ref(&m1), None));
+        reg.member_added(ch, &m2, Some(b.id()));
+        assert!(reg.confirm(ch, b.id(), &[m1.clone(), m2.clone()], None));
+        let fa = drain(&a);
+        assert_eq!(fa.len(), 2, "{fa:?}");
+        assert!(fa[1].contains("member_added"));
+        assert_eq!(drain(&b).len(), 1);
+        reg.unsubscribe(ch, b.id());
+        reg.member_removed(ch, &m2);
+        reg.member_added(ch, &m1, None);
+        reg.reconcile(ch, std::slice::from_ref(&m1));
+        let fa = drain(&a);
+        assert_eq!(fa.len(), 1, "one member_removed, no duplicate: {fa:?}");
+        reg.reconcile(ch, &[m1.clone(), member("3")]);
+        let fa = drain(&a);
+        assert!(fa.len() == 1 && fa[0].contains("member_added"), "{fa:?}");
+    }
+
+    #[test]
     fn replay_follows_succeeded() {
         let reg = ChannelRegistry::default();
         let a = socket();

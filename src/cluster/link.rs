@@ -39,6 +39,8 @@ pub(super) struct LinkState {
     pub(super) peers_before: usize,
     /// When this node next reconciles its sockets' member lists with Redis.
     pub(super) next_reconcile: Instant,
+    /// No node is reaped before this (set when Redis comes back).
+    pub(super) no_reap_until: Instant,
 }
 
 pub(super) async fn run(shared: Arc<Shared>, mut conn: ConnectionManager, stop: CancellationToken) {
@@ -49,6 +51,7 @@ pub(super) async fn run(shared: Arc<Shared>, mut conn: ConnectionManager, stop: 
         recovering: false,
         peers_before: 0,
         next_reconcile: Instant::now() + RECONCILE_EVERY,
+        no_reap_until: Instant::now(),
     };
     let mut backoff = MIN_BACKOFF;
     loop {
@@ -117,14 +120,21 @@ async fn step(
     st: &mut LinkState,
 ) -> RedisResult<()> {
     if st.recovering {
+        // Survivors of a long outage all look dead at first: give them time to heartbeat.
+        st.no_reap_until = Instant::now() + shared.node_timeout;
         wait_for_subscribers(shared, conn, st.peers_before + 1).await?;
-        st.recovering = false;
     }
     if shared.resync.swap(false, Ordering::AcqRel) {
         if let Err(e) = resync(shared, conn, st).await {
             shared.resync.store(true, Ordering::Release);
             return Err(e);
         }
+        heartbeat(shared, conn, st).await?;
+        st.next_beat = Instant::now() + shared.heartbeat;
+    }
+    if st.recovering {
+        wait_for_peers(shared, conn, st).await?;
+        st.recovering = false;
     }
     send_queue(shared, conn).await?;
     flush_counts(shared, conn, st, false).await?;
@@ -137,6 +147,25 @@ async fn step(
         st.next_reconcile = Instant::now() + RECONCILE_EVERY;
     }
     refresh_quotas(shared, conn).await
+}
+
+/// After an outage, waits (at most `node_timeout`) until as many other nodes as before have
+/// re-registered (each does so right after its own re-registration), so held presence joins
+/// get snapshots that list every node's members.
+async fn wait_for_peers(
+    shared: &Shared,
+    conn: &mut ConnectionManager,
+    st: &mut LinkState,
+) -> RedisResult<()> {
+    let deadline = Instant::now() + shared.node_timeout;
+    loop {
+        heartbeat(shared, conn, st).await?;
+        if shared.peers.read().len() >= st.peers_before || Instant::now() >= deadline {
+            st.next_beat = Instant::now() + shared.heartbeat;
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// After an outage, waits (at most `node_timeout`) until as many nodes as before listen on the
@@ -337,6 +366,9 @@ async fn heartbeat(
     st.registered = true;
     let peers: Vec<String> = live.into_iter().filter(|n| *n != shared.node).collect();
     *shared.peers.write() = Arc::new(peers);
+    if Instant::now() < st.no_reap_until {
+        return Ok(());
+    }
     for node in dead.iter().filter(|n| **n != shared.node) {
         let reaped: i64 = redis::cmd("EVAL")
             .arg(&shared.scripts.reap)

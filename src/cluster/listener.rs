@@ -76,7 +76,10 @@ async fn subscribe(
 /// Applies one message to this node's sockets.
 fn dispatch(shared: &Shared, payload: &[u8]) {
     let msg = match wire::decode(payload) {
-        Ok(msg) => msg,
+        Ok(msg) => {
+            tracing::trace!(?msg, "cluster: message");
+            msg
+        }
         Err(e) => return skip(shared, &e, payload),
     };
     match msg {
@@ -117,11 +120,7 @@ fn dispatch(shared: &Shared, payload: &[u8]) {
             let (Some(ns), Some(m)) = (shared.local.ns(app), MemberData::from_wire(member)) else {
                 return skip(shared, &WireError::Malformed("member_removed"), payload);
             };
-            ns.channels.publish(
-                channel,
-                &outbound::member_removed(channel, &m.user_id),
-                None,
-            );
+            ns.channels.member_removed(channel, &m);
         }
         Message::Joined {
             app,
