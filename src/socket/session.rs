@@ -1,6 +1,7 @@
 //! The per-connection protocol state, owned by the connection's task: socket id, subscribed
-//! channels, signed-in user, client-event rate limiter. It turns each parsed client message into
-//! adapter calls and frames queued on the socket's own outbox.
+//! channels (capped by `max_channels_per_connection`), signed-in user, the client-event and
+//! message (`rate_limiting`) rate limiters. It turns each parsed client message into adapter
+//! calls and frames queued on the socket's own outbox.
 
 use std::collections::HashMap;
 use std::sync::Arc;
