@@ -85,7 +85,14 @@ pub(super) async fn resync(
             .by_id(app_id)
             .map_or(usize::MAX, |a| a.config.max_presence_members);
         let state = ns.channels.presence_state();
-        for (channel, m) in &state.members {
+        // Confirmed members are registered (no confirmation); pending sockets are confirmed
+        // anew, since their confirmation may have been lost with the connection.
+        let confirmed = state.members.iter().map(|(c, m)| (c, None, m));
+        let pending = state
+            .pending
+            .iter()
+            .map(|(c, s, m)| (c, Some(s.to_string()), m));
+        for (channel, socket, m) in confirmed.chain(pending) {
             keep.insert(format!("{app_id}\n{channel}\n{}", m.key));
             let wire = m.to_wire();
             let args = JoinArgs {
@@ -93,23 +100,7 @@ pub(super) async fn resync(
                 channel,
                 user: &m.key,
                 member: &wire,
-                socket: "",
-                max,
-                register: true,
-                announce: true,
-            };
-            join_cmd(shared, &mut joins, &args);
-        }
-        for (channel, socket, m) in &state.pending {
-            keep.insert(format!("{app_id}\n{channel}\n{}", m.key));
-            let sock = socket.to_string();
-            let wire = m.to_wire();
-            let args = JoinArgs {
-                app: app_id,
-                channel,
-                user: &m.key,
-                member: &wire,
-                socket: &sock,
+                socket: socket.as_deref().unwrap_or(""),
                 max,
                 register: true,
                 announce: true,
