@@ -1,8 +1,8 @@
 //! Herald: a standalone Pusher Channels protocol server, a drop-in replacement for Laravel Reverb.
 //!
 //! The modules follow the layering of `docs/architecture.md` (a module imports only from lower
-//! layers): wire types and config at the bottom (`config`, `protocol`), app registry and
-//! per-socket outboxes (`apps`, `outbox`), pure signatures and channel membership (`auth`,
+//! layers): wire types and config at the bottom (`config`, `protocol`), app registry,
+//! per-socket outboxes and the pre-upgrade budgets (`apps`, `outbox`, `limits`), pure signatures and channel membership (`auth`,
 //! `channels`), this node's state (`local`), the Redis cluster link (`cluster`), the
 //! cross-socket seam (`adapter`), the WebSocket and HTTP sides (`socket`, `http`), and `server`
 //! composing them.
@@ -14,6 +14,7 @@ pub mod channels;
 pub mod cluster;
 pub mod config;
 pub mod http;
+pub mod limits;
 pub mod local;
 pub mod outbox;
 pub mod protocol;

@@ -91,6 +91,30 @@ fn load(source: &Source, cli: &CliOverrides) -> anyhow::Result<(Config, String)>
     Ok((config, origin))
 }
 
+/// File descriptors kept free beyond sockets: the listener, logs, Redis, the runtime.
+const FD_HEADROOM: u64 = 64;
+
+/// Logs the open-file limit, with a warning when it cannot hold `max_connections` WebSockets
+/// plus every pending connection and some headroom.
+fn check_nofile(limit: u64, server: &herald::config::ServerConfig) {
+    let need = server.max_connections as u64 + server.max_pending_connections as u64 + FD_HEADROOM;
+    if server.max_connections > 0 && limit < need {
+        tracing::warn!(
+            "open-file limit {limit} is below server.max_connections ({}) + \
+             server.max_pending_connections ({}) + {FD_HEADROOM}: raise it (ulimit -n, \
+             LimitNOFILE=) or lower max_connections; at the limit new connections wait",
+            server.max_connections,
+            server.max_pending_connections
+        );
+    } else if server.max_connections == 0 {
+        tracing::info!(
+            "open-file limit: {limit} (server.max_connections is 0, so this is the real cap)"
+        );
+    } else {
+        tracing::info!("open-file limit: {limit}");
+    }
+}
+
 async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
@@ -167,7 +191,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 tracing::info!("Herald {} starting on {origin}", env!("CARGO_PKG_VERSION"));
             }
             match rlimit::increase_nofile_limit(u64::MAX) {
-                Ok(n) => tracing::info!("open-file limit: {n}"),
+                Ok(n) => check_nofile(n, &config.server),
                 Err(e) => tracing::warn!("cannot raise the open-file limit: {e}"),
             }
             let runtime = tokio::runtime::Builder::new_multi_thread()

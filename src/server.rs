@@ -1,6 +1,8 @@
 //! The composition root: binds one port for WebSocket and HTTP, builds the shared state once,
-//! hands each side its narrow context, routes requests, and shuts down gracefully (stop
-//! accepting, close every socket with 4200, drain with a deadline).
+//! hands each side its narrow context, applies the pre-upgrade budgets (first-byte and head
+//! timeouts, head size, pending connections per server and per IP), routes requests, backs off
+//! when accept fails, and shuts down gracefully (stop accepting, close every socket with 4200,
+//! drain with a deadline).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -15,17 +17,19 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::time::{timeout, Instant};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::adapter::{Adapter, LocalState};
 use crate::apps::AppRegistry;
 use crate::cluster::{Cluster, ClusterError};
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, MIN_HEAD_SIZE};
 use crate::http::{self, ApiContext, ApiError};
-use crate::socket::{self, SocketContext};
+use crate::limits::{Level, PendingBudget, PendingSlot, QuietLog};
+use crate::socket::{self, HeadBudget, Sniff, SocketContext};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +57,14 @@ const CLUSTER_LEAVE: Duration = Duration::from_secs(3);
 /// How often expired cache-channel entries are dropped.
 const CACHE_SWEEP: Duration = Duration::from_secs(60);
 
+/// How often a flood of identical failures (accept errors, refused connections) is logged.
+const QUIET_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The first and the longest pause of the accept loop after a failed accept (out of file
+/// descriptors, typically): the loop backs off instead of spinning on a listener that stays
+/// readable.
+const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(1));
+
 /// A bound, not yet running server.
 pub struct Server {
     listener: TcpListener,
@@ -60,11 +72,17 @@ pub struct Server {
     shutdown_timeout: Duration,
 }
 
-/// Per-request routing state: the prefix and each side's context.
+/// Per-request routing state: the prefix, each side's context and the pre-upgrade budgets.
 struct Router {
     prefix: String,
     sockets: Arc<SocketContext>,
     api: ApiContext,
+    pending: Arc<PendingBudget>,
+    first_byte_timeout: Duration,
+    header_timeout: Duration,
+    max_head_size: usize,
+    /// Connections closed at once for want of a pending slot.
+    refused: QuietLog,
 }
 
 impl Server {
@@ -98,11 +116,21 @@ impl Server {
             adapter,
             apps,
             max_request_size: config.server.max_request_size,
+            refused: QuietLog::new("refused API requests", Level::Info, QUIET_INTERVAL),
         };
+        let srv = &config.server;
         let router = Arc::new(Router {
-            prefix: config.server.path.clone(),
+            prefix: srv.path.clone(),
             sockets,
             api,
+            pending: Arc::new(PendingBudget::new(
+                srv.max_pending_connections,
+                srv.max_pending_per_ip,
+            )),
+            first_byte_timeout: Duration::from_secs_f64(srv.first_byte_timeout),
+            header_timeout: Duration::from_secs_f64(srv.header_timeout),
+            max_head_size: srv.max_head_size,
+            refused: QuietLog::new("refused connections", Level::Info, QUIET_INTERVAL),
         });
         Ok(Self {
             listener,
@@ -125,17 +153,34 @@ impl Server {
         let (token, tracker) = (ctx.shutdown.clone(), ctx.tracker.clone());
         tracker.spawn(sweep_caches(ctx.adapter.clone(), token.clone()));
         tokio::pin!(shutdown);
+        let accept_errors = QuietLog::new("failed accepts", Level::Warn, QUIET_INTERVAL);
+        let mut backoff = ACCEPT_BACKOFF.0;
         loop {
             tokio::select! {
                 _ = &mut shutdown => break,
                 accepted = self.listener.accept() => match accepted {
-                    Ok((stream, _)) => {
+                    Ok((stream, peer)) => {
+                        backoff = ACCEPT_BACKOFF.0;
                         let router = self.router.clone();
-                        tracker.spawn(serve_connection(stream, router, token.clone()));
+                        let slot = match router.pending.try_acquire(peer.ip()) {
+                            Ok(slot) => slot,
+                            Err(refusal) => {
+                                router.refused.note(&format_args!("{peer}: {refusal}"));
+                                continue;
+                            }
+                        };
+                        tracker.spawn(serve_connection(stream, slot, router, token.clone()));
                     }
+                    Err(e) if is_per_connection(&e) => {}
                     Err(e) => {
-                        tracing::warn!("accept failed: {e}");
-                        tokio::task::yield_now().await;
+                        // Typically EMFILE/ENFILE: the pending connection stays in the backlog
+                        // and the listener stays readable, so retrying at once would spin.
+                        accept_errors.note(&format_args!("{e}; pausing accepts {backoff:?}"));
+                        tokio::select! {
+                            _ = &mut shutdown => break,
+                            _ = tokio::time::sleep(backoff) => {}
+                        }
+                        backoff = (backoff * 2).min(ACCEPT_BACKOFF.1);
                     }
                 },
             }
@@ -167,22 +212,60 @@ async fn sweep_caches(adapter: Arc<Adapter>, token: CancellationToken) {
     }
 }
 
-async fn serve_connection(stream: TcpStream, router: Arc<Router>, token: CancellationToken) {
+/// Errors of `accept` that concern one connection only (it was reset before it was accepted):
+/// the next accept can follow at once.
+fn is_per_connection(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionReset, Interrupted};
+    matches!(e.kind(), ConnectionAborted | ConnectionReset | Interrupted)
+}
+
+/// Serves one accepted connection. `slot` is its place among the pending (not yet WebSocket)
+/// connections, held until its handshake completes or, for HTTP, until it closes.
+async fn serve_connection(
+    stream: TcpStream,
+    slot: PendingSlot,
+    router: Arc<Router>,
+    token: CancellationToken,
+) {
     let _ = stream.set_nodelay(true);
     // Boxed so neither the peek buffer nor hyper's connection state widens a WebSocket's task.
-    match Box::pin(socket::sniff(&stream, &router.prefix)).await {
-        Some(ws) => socket::accept(stream, ws, router.sockets.clone()).await,
-        None => Box::pin(serve_http(stream, router, token)).await,
+    let sniffed = timeout(
+        router.first_byte_timeout,
+        Box::pin(socket::sniff(&stream, &router.prefix)),
+    )
+    .await;
+    match sniffed {
+        Err(_) | Ok(Sniff::Closed) => {}
+        Ok(Sniff::WebSocket(ws)) => {
+            let budget = HeadBudget {
+                deadline: Instant::now() + router.header_timeout,
+                max_head: router.max_head_size,
+                slot,
+            };
+            socket::accept(stream, ws, router.sockets.clone(), budget).await
+        }
+        Ok(Sniff::Http) => Box::pin(serve_http(stream, slot, router, token)).await,
     }
 }
 
 /// Serves HTTP/1.1 (API requests, keep-alive, and upgrades that arrive on such a connection).
-async fn serve_http(stream: TcpStream, router: Arc<Router>, token: CancellationToken) {
+/// A request head must arrive within `header_timeout` and fit in `max_head_size`; the same
+/// timeout closes a kept-alive connection that waits that long for its next request.
+async fn serve_http(
+    stream: TcpStream,
+    slot: PendingSlot,
+    router: Arc<Router>,
+    token: CancellationToken,
+) {
+    let (header_timeout, max_head) = (router.header_timeout, router.max_head_size);
     let service = service_fn(move |req| {
         let router = router.clone();
         async move { Ok::<_, Infallible>(router.route(req).await) }
     });
     let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .max_buf_size(max_head.max(MIN_HEAD_SIZE))
         .keep_alive(true)
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
@@ -198,6 +281,7 @@ async fn serve_http(stream: TcpStream, router: Arc<Router>, token: CancellationT
             let _ = conn.await;
         }
     }
+    drop(slot);
 }
 
 impl Router {

@@ -218,7 +218,7 @@ const APP: &str = "[[apps]]\nid = \"bench\"\nkey = \"bench-key\"\nsecret = \"ben
 pub fn start_herald(bin: &str, name: String, redis: Option<u16>) -> Proc {
     let port = free_port();
     let mut cfg = format!(
-        "[server]\nhost = \"127.0.0.1\"\nport = {port}\nmax_request_size = 1000000\nmax_queued_frames = 100000\n\n{APP}"
+        "[server]\nhost = \"127.0.0.1\"\nport = {port}\nmax_request_size = 1000000\nmax_queued_frames = 100000\nmax_pending_per_ip = 0\n\n{APP}"
     );
     if let Some(rp) = redis {
         cfg.push_str(&format!(

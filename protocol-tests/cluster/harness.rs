@@ -199,21 +199,6 @@ pub fn user_ids(body: &Value) -> Vec<String> {
     ids
 }
 
-/// The sorted `ids` of a presence snapshot (numbers rendered as text).
-pub fn presence_ids(p: &Value) -> Vec<String> {
-    let mut ids: Vec<String> = p["ids"]
-        .as_array()
-        .unwrap_or_else(|| panic!("ids array: {p}"))
-        .iter()
-        .map(|v| match v {
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        })
-        .collect();
-    ids.sort();
-    ids
-}
-
 /// Every query of interest on one node, in one JSON document (so a failure shows all of it).
 pub async fn cluster_view(api: &Api, presence: &str, public: &[&str]) -> Value {
     let chans = api.app_path("/channels");

@@ -44,6 +44,24 @@ impl HttpConn {
         }
     }
 
+    /// As [`HttpConn::open`], from the local address `from` (any 127.x.y.z works on Linux), so
+    /// per-IP budgets of 127.0.0.1 do not apply to it.
+    pub async fn open_from(addr: SocketAddr, from: std::net::IpAddr) -> HttpConn {
+        let sock = tokio::net::TcpSocket::new_v4().expect("socket");
+        sock.bind(SocketAddr::new(from, 0))
+            .expect("bind local address");
+        let s = sock.connect(addr).await.expect("tcp connect");
+        HttpConn {
+            stream: BufReader::new(s),
+            host: addr.to_string(),
+        }
+    }
+
+    /// The underlying socket.
+    pub fn into_inner(self) -> TcpStream {
+        self.stream.into_inner()
+    }
+
     /// Sends one request and reads the response (5 s timeout).
     pub async fn request(&mut self, method: &str, target: &str, body: &[u8]) -> HttpResponse {
         let mut head = format!("{method} {target} HTTP/1.1\r\nHost: {}\r\n", self.host);

@@ -173,6 +173,9 @@ pub fn percent_encode(s: &str) -> String {
 }
 
 mod http;
+mod raw;
 mod ws;
 pub use http::*;
+#[allow(unused_imports)]
+pub use raw::*;
 pub use ws::*;

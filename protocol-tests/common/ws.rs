@@ -433,3 +433,18 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// The sorted `ids` of a presence snapshot (numbers rendered as text).
+pub fn presence_ids(p: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = p["ids"]
+        .as_array()
+        .unwrap_or_else(|| panic!("ids array: {p}"))
+        .iter()
+        .map(|v| match v {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+        .collect();
+    ids.sort();
+    ids
+}

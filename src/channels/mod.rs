@@ -8,6 +8,7 @@ pub mod presence;
 mod view;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use dashmap::DashMap;
 
@@ -77,10 +78,15 @@ pub struct PresenceState {
     pub pending: Vec<(String, SocketId, MemberData)>,
 }
 
+/// How many vacated channels pass between two checks whether the channel table should shrink.
+const SHRINK_CHECK_EVERY: usize = 1024;
+
 /// Every channel of one app on this node.
 #[derive(Debug, Default)]
 pub struct ChannelRegistry {
     channels: DashMap<String, Channel>,
+    /// Channels vacated so far, to check for shrinking now and then.
+    vacated: AtomicUsize,
     /// Presence is cluster-wide: joins wait for the cluster's snapshot, member events and the
     /// member limit come from the cluster, so none are produced here.
     clustered: bool,
@@ -91,6 +97,7 @@ impl ChannelRegistry {
     pub fn clustered() -> Self {
         Self {
             channels: DashMap::new(),
+            vacated: AtomicUsize::new(0),
             clustered: true,
         }
     }
@@ -179,6 +186,19 @@ impl ChannelRegistry {
         Ok(joined)
     }
 
+    /// Gives back the table of a spike of channels once most of them are gone: checked every
+    /// [`SHRINK_CHECK_EVERY`] vacated channels, shrunk when under an eighth full.
+    fn shrink_after_spike(&self) {
+        let n = self.vacated.fetch_add(1, Ordering::Relaxed) + 1;
+        if n % SHRINK_CHECK_EVERY != 0 {
+            return;
+        }
+        let cap = self.channels.capacity();
+        if cap > SHRINK_CHECK_EVERY && self.channels.len() < cap / 8 {
+            self.channels.shrink_to_fit();
+        }
+    }
+
     /// Removes one socket from `name`; `None` if it was not subscribed.
     pub fn unsubscribe(&self, name: &str, id: SocketId) -> Option<Left> {
         let mut ch = self.channels.get_mut(name)?;
@@ -203,6 +223,7 @@ impl ChannelRegistry {
         if left.vacated {
             self.channels
                 .remove_if(name, |_, c| c.subscribers.is_empty());
+            self.shrink_after_spike();
         }
         Some(left)
     }

@@ -13,7 +13,7 @@ use redis::{RedisError, RedisResult, RetryMethod};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::state::{flush_counts, resync};
+use super::state::{flush_counts, rejoin_pending, resync};
 use super::{queries, Op, Shared};
 
 /// Writes sent in one pipeline.
@@ -37,8 +37,14 @@ pub(super) struct LinkState {
     pub(super) recovering: bool,
     /// Peers known before the outage.
     pub(super) peers_before: usize,
+    /// Pending presence sockets are to be confirmed anew (after a re-registration).
+    pub(super) rejoin: bool,
+    /// An outage was logged (so its end is logged too).
+    pub(super) recovering_logged: bool,
     /// When this node next reconciles its sockets' member lists with Redis.
     pub(super) next_reconcile: Instant,
+    /// No node is reaped before this (set when Redis comes back).
+    pub(super) no_reap_until: Instant,
 }
 
 pub(super) async fn run(shared: Arc<Shared>, mut conn: ConnectionManager, stop: CancellationToken) {
@@ -49,6 +55,9 @@ pub(super) async fn run(shared: Arc<Shared>, mut conn: ConnectionManager, stop: 
         recovering: false,
         peers_before: 0,
         next_reconcile: Instant::now() + RECONCILE_EVERY,
+        recovering_logged: false,
+        rejoin: false,
+        no_reap_until: Instant::now(),
     };
     let mut backoff = MIN_BACKOFF;
     loop {
@@ -56,12 +65,15 @@ pub(super) async fn run(shared: Arc<Shared>, mut conn: ConnectionManager, stop: 
             Ok(()) => {
                 backoff = MIN_BACKOFF;
                 if !shared.up.swap(true, Ordering::AcqRel) {
-                    let held = shared.queue.lock().len();
-                    tracing::info!(held, "cluster: Redis reachable again");
+                    if st.recovering_logged {
+                        tracing::info!("cluster: Redis reachable again; held messages sent");
+                    }
+                    st.recovering_logged = false;
                 }
             }
             Err(e) => {
                 if shared.up.swap(false, Ordering::AcqRel) {
+                    st.recovering_logged = true;
                     shared.stats.outages.fetch_add(1, Ordering::Relaxed);
                     st.peers_before = shared.peers.read().len();
                     tracing::warn!(
@@ -74,6 +86,7 @@ pub(super) async fn run(shared: Arc<Shared>, mut conn: ConnectionManager, stop: 
                 st.recovering = true;
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
+                    _ = shared.relinked.notified() => {}
                     _ = stop.cancelled() => break,
                 }
                 backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -116,20 +129,40 @@ async fn step(
     conn: &mut ConnectionManager,
     st: &mut LinkState,
 ) -> RedisResult<()> {
+    if !shared.subscribed.load(Ordering::Acquire) {
+        return Err(RedisError::from((
+            redis::ErrorKind::Io,
+            "the pub/sub connection is down",
+        )));
+    }
     if st.recovering {
+        // Survivors of a long outage all look dead at first: give them time to heartbeat.
+        st.no_reap_until = Instant::now() + shared.node_timeout;
         wait_for_subscribers(shared, conn, st.peers_before + 1).await?;
-        st.recovering = false;
+        // Whatever Redis kept, this node re-registers before it sends what it held.
+        shared.resync.store(true, Ordering::Release);
     }
     if shared.resync.swap(false, Ordering::AcqRel) {
         if let Err(e) = resync(shared, conn, st).await {
             shared.resync.store(true, Ordering::Release);
             return Err(e);
         }
+        heartbeat(shared, conn, st, true).await?;
+        st.next_beat = Instant::now() + shared.heartbeat;
+        st.rejoin = true;
+    }
+    if st.recovering {
+        wait_for_peers(shared, conn, st).await?;
+        st.recovering = false;
+    }
+    if st.rejoin {
+        rejoin_pending(shared, conn).await?;
+        st.rejoin = false;
     }
     send_queue(shared, conn).await?;
     flush_counts(shared, conn, st, false).await?;
     if Instant::now() >= st.next_beat {
-        heartbeat(shared, conn, st).await?;
+        heartbeat(shared, conn, st, false).await?;
         st.next_beat = Instant::now() + shared.heartbeat;
     }
     if Instant::now() >= st.next_reconcile {
@@ -137,6 +170,25 @@ async fn step(
         st.next_reconcile = Instant::now() + RECONCILE_EVERY;
     }
     refresh_quotas(shared, conn).await
+}
+
+/// After an outage, waits (at most `node_timeout`) until as many other nodes as before have
+/// re-registered (each does so right after its own re-registration), so held presence joins
+/// get snapshots that list every node's members.
+async fn wait_for_peers(
+    shared: &Shared,
+    conn: &mut ConnectionManager,
+    st: &mut LinkState,
+) -> RedisResult<()> {
+    let deadline = Instant::now() + shared.node_timeout;
+    loop {
+        heartbeat(shared, conn, st, false).await?;
+        if shared.peers.read().len() >= st.peers_before || Instant::now() >= deadline {
+            st.next_beat = Instant::now() + shared.heartbeat;
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// After an outage, waits (at most `node_timeout`) until as many nodes as before listen on the
@@ -315,28 +367,34 @@ fn retryable(e: &RedisError) -> bool {
 }
 
 /// Records the heartbeat, learns the live peers and reaps the dead ones.
-async fn heartbeat(
+pub(super) async fn heartbeat(
     shared: &Shared,
     conn: &mut ConnectionManager,
     st: &mut LinkState,
+    register: bool,
 ) -> RedisResult<()> {
     let timeout_ms = shared.node_timeout.as_millis() as u64;
-    let (added, live, dead): (i64, Vec<String>, Vec<String>) = redis::cmd("EVAL")
+    let (status, live, dead): (i64, Vec<String>, Vec<String>) = redis::cmd("EVAL")
         .arg(&shared.scripts.heartbeat)
         .arg(0)
         .arg(&shared.prefix)
         .arg(&shared.node)
         .arg(timeout_ms)
+        .arg(if register { "1" } else { "0" })
         .query_async(conn)
         .await?;
-    if added == 1 && st.registered {
-        tracing::warn!("cluster: Redis had forgotten this node; re-registering its state");
-        shared.resync.store(true, Ordering::Release);
+    if status == -1 && !shared.resync.swap(true, Ordering::AcqRel) {
+        if st.registered {
+            tracing::warn!("cluster: Redis had forgotten this node; re-registering its state");
+        }
         shared.wake.notify_one();
     }
-    st.registered = true;
+    st.registered |= register;
     let peers: Vec<String> = live.into_iter().filter(|n| *n != shared.node).collect();
     *shared.peers.write() = Arc::new(peers);
+    if Instant::now() < st.no_reap_until {
+        return Ok(());
+    }
     for node in dead.iter().filter(|n| **n != shared.node) {
         let reaped: i64 = redis::cmd("EVAL")
             .arg(&shared.scripts.reap)

@@ -32,7 +32,9 @@ pub(super) async fn run(shared: Arc<Shared>, client: redis::Client, stop: Cancel
                 backoff = MIN_BACKOFF;
                 down_logged = false;
                 shared.resync.store(true, Ordering::Release);
+                shared.subscribed.store(true, Ordering::Release);
                 shared.wake.notify_one();
+                shared.relinked.notify_one();
                 let mut stream = pubsub.into_on_message();
                 loop {
                     tokio::select! {
@@ -43,6 +45,7 @@ pub(super) async fn run(shared: Arc<Shared>, client: redis::Client, stop: Cancel
                         _ = stop.cancelled() => return,
                     }
                 }
+                shared.subscribed.store(false, Ordering::Release);
                 tracing::warn!("cluster: pub/sub connection to Redis lost; reconnecting");
             }
             Ok(Err(e)) if !down_logged => {

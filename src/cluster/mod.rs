@@ -115,6 +115,12 @@ struct Shared {
     resync: AtomicBool,
     /// Whether the last Redis command succeeded.
     up: AtomicBool,
+    /// Whether the listener is subscribed. The link task holds its writes while it is not: a
+    /// lost pub/sub connection means Redis restarted or is unreachable, and this node must
+    /// re-register before its writes (a presence join's snapshot) make sense again.
+    subscribed: AtomicBool,
+    /// Wakes the link task when the listener has (re)subscribed.
+    relinked: Notify,
     /// The other nodes alive at the last heartbeat.
     peers: RwLock<Arc<Vec<String>>>,
     stats: ClusterStats,
@@ -162,7 +168,9 @@ impl Cluster {
             wake: Notify::new(),
             dirty: Mutex::new(HashSet::new()),
             resync: AtomicBool::new(false),
-            up: AtomicBool::new(true),
+            up: AtomicBool::new(false),
+            subscribed: AtomicBool::new(false),
+            relinked: Notify::new(),
             peers: RwLock::new(Arc::new(Vec::new())),
             stats: ClusterStats::default(),
             local,

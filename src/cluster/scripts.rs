@@ -75,12 +75,19 @@ const LEAVE_BODY: &str = r#"
 return leave(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
 "#;
 
-/// ARGV: prefix, node id, timeout ms. Records the heartbeat; returns {1 if the node was not
-/// registered (Redis lost it, or survivors reaped it), live node ids, dead node ids}.
+/// ARGV: prefix, node id, timeout ms, register ('1': add the node, right after it registered its
+/// state; '0': only refresh it). Returns {-1 when the node is missing (Redis lost it, or the
+/// survivors reaped it: it must re-register its state first), live node ids, dead node ids}.
+/// So a node is listed only once its state is in Redis.
 const HEARTBEAT_BODY: &str = r#"
 local P, node = ARGV[1], ARGV[2]
 local now = now_ms()
-local added = redis.call('ZADD', P .. 'nodes', now, node)
+local added = 0
+if ARGV[4] == '1' or redis.call('ZSCORE', P .. 'nodes', node) then
+  redis.call('ZADD', P .. 'nodes', now, node)
+else
+  added = -1
+end
 local cutoff = now - tonumber(ARGV[3])
 local live = redis.call('ZRANGEBYSCORE', P .. 'nodes', '(' .. cutoff, '+inf')
 local dead = redis.call('ZRANGEBYSCORE', P .. 'nodes', '-inf', cutoff)

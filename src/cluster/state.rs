@@ -60,7 +60,7 @@ pub(super) async fn flush_counts(
 
 /// Re-registers everything this node holds: counts (absolute), presence members (announced
 /// when new cluster-wide: every node's view drops a member_added its sockets already know, so
-/// only sockets that missed the member hear of it), pending joins (confirmed anew), and forgets
+/// only sockets that missed the member hear of it), and forgets
 /// entries Redis still has for users who left while it was unreachable (announcing those).
 /// A reconciliation follows shortly, for what no announcement covers.
 pub(super) async fn resync(
@@ -85,7 +85,14 @@ pub(super) async fn resync(
             .by_id(app_id)
             .map_or(usize::MAX, |a| a.config.max_presence_members);
         let state = ns.channels.presence_state();
-        for (channel, m) in &state.members {
+        // Confirmed members are registered (no confirmation); pending sockets are confirmed
+        // anew, since their confirmation may have been lost with the connection.
+        let confirmed = state.members.iter().map(|(c, m)| (c, None, m));
+        let pending = state
+            .pending
+            .iter()
+            .map(|(c, s, m)| (c, Some(s.to_string()), m));
+        for (channel, socket, m) in confirmed.chain(pending) {
             keep.insert(format!("{app_id}\n{channel}\n{}", m.key));
             let wire = m.to_wire();
             let args = JoinArgs {
@@ -93,23 +100,7 @@ pub(super) async fn resync(
                 channel,
                 user: &m.key,
                 member: &wire,
-                socket: "",
-                max,
-                register: true,
-                announce: true,
-            };
-            join_cmd(shared, &mut joins, &args);
-        }
-        for (channel, socket, m) in &state.pending {
-            keep.insert(format!("{app_id}\n{channel}\n{}", m.key));
-            let sock = socket.to_string();
-            let wire = m.to_wire();
-            let args = JoinArgs {
-                app: app_id,
-                channel,
-                user: &m.key,
-                member: &wire,
-                socket: &sock,
+                socket: socket.as_deref().unwrap_or(""),
                 max,
                 register: true,
                 announce: true,
@@ -138,12 +129,43 @@ pub(super) async fn resync(
         .arg(wire::hello(&shared.node).as_ref())
         .query_async::<()>(conn)
         .await?;
-    // The next heartbeat registers the node; it must not read as "Redis forgot us" again.
-    st.registered = false;
-    st.next_beat = Instant::now();
     // Once the other nodes have re-registered too, tell each socket what it missed.
     st.next_reconcile = Instant::now() + shared.heartbeat * 2;
     tracing::debug!(node = %shared.node, "cluster: state re-registered");
+    Ok(())
+}
+
+/// Confirms every pending presence socket anew (its confirmation may have been lost with the
+/// pub/sub connection); run after the other nodes re-registered, so the snapshots are whole.
+/// A socket confirmed twice takes the first answer only.
+pub(super) async fn rejoin_pending(
+    shared: &Shared,
+    conn: &mut ConnectionManager,
+) -> RedisResult<()> {
+    let mut joins = redis::pipe();
+    for (app_id, ns) in shared.local.all() {
+        let max = shared
+            .apps
+            .by_id(app_id)
+            .map_or(usize::MAX, |a| a.config.max_presence_members);
+        for (channel, socket, m) in ns.channels.presence_state().pending {
+            let (wire, sock) = (m.to_wire(), socket.to_string());
+            let args = JoinArgs {
+                app: app_id,
+                channel: &channel,
+                user: &m.key,
+                member: &wire,
+                socket: &sock,
+                max,
+                register: true,
+                announce: true,
+            };
+            join_cmd(shared, &mut joins, &args);
+        }
+    }
+    if !joins.is_empty() {
+        joins.query_async::<()>(conn).await?;
+    }
     Ok(())
 }
 

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use super::env::env_value;
-use super::{invalid, parse_num, ConfigError};
+use super::{invalid, parse_bool, parse_num, ConfigError};
 
 /// Who may send client events (Reverb's `accept_client_events_from`).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -90,6 +90,41 @@ pub struct AppConfig {
     /// Seconds a cache channel keeps its last event.
     #[serde(default = "d1800")]
     pub cache_ttl: u64,
+    /// Channels one connection may be subscribed to at once; over it, the subscription is
+    /// refused with `pusher:subscription_error` and `pusher:error` 4301.
+    #[serde(default = "d1000")]
+    pub max_channels_per_connection: usize,
+    /// Reverb's `rate_limiting`: a cap on every message one connection sends.
+    #[serde(default)]
+    pub rate_limiting: RateLimiting,
+}
+
+/// Reverb 1.9's per-connection message rate limit (`[apps.rate_limiting]`): at most
+/// `max_attempts` messages of any kind per `decay_seconds`. Over it a message is dropped and
+/// answered with `pusher:error` 4301 "Rate limit exceeded"; with `terminate_on_limit` the
+/// connection is closed with 4301 instead.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimiting {
+    /// Whether the limit applies (Reverb: off by default).
+    pub enabled: bool,
+    /// Messages allowed per window.
+    pub max_attempts: u32,
+    /// The window, in seconds.
+    pub decay_seconds: u64,
+    /// Close the connection (4301) instead of dropping the message.
+    pub terminate_on_limit: bool,
+}
+
+impl Default for RateLimiting {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            max_attempts: 60,
+            decay_seconds: 60,
+            terminate_on_limit: false,
+        }
+    }
 }
 
 fn default_origins() -> Vec<String> {
@@ -118,6 +153,9 @@ fn d200() -> usize {
 }
 fn d1024() -> usize {
     1024
+}
+fn d1000() -> usize {
+    1000
 }
 fn d1800() -> u64 {
     1800
@@ -151,6 +189,8 @@ impl AppConfig {
             max_event_name_length: 200,
             client_events_per_second: 10,
             cache_ttl: 1800,
+            max_channels_per_connection: 1000,
+            rate_limiting: RateLimiting::default(),
         }
     }
 
@@ -189,9 +229,20 @@ impl AppConfig {
                 self.client_events_per_second as usize,
             ),
             ("cache_ttl", self.cache_ttl as usize),
+            (
+                "max_channels_per_connection",
+                self.max_channels_per_connection,
+            ),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return invalid(&k(name), "must be greater than 0");
+        }
+        let rl = &self.rate_limiting;
+        if rl.enabled && rl.max_attempts == 0 {
+            return invalid(&k("rate_limiting.max_attempts"), "must be greater than 0");
+        }
+        if rl.enabled && rl.decay_seconds == 0 {
+            return invalid(&k("rate_limiting.decay_seconds"), "must be greater than 0");
         }
         if self.allowed_origins.is_empty() {
             return invalid(
@@ -204,7 +255,7 @@ impl AppConfig {
 }
 
 /// The `REVERB_APP_*` variables Herald reads.
-const APP_VARS: [&str; 8] = [
+const APP_VARS: [&str; 12] = [
     "REVERB_APP_ID",
     "REVERB_APP_KEY",
     "REVERB_APP_SECRET",
@@ -213,6 +264,10 @@ const APP_VARS: [&str; 8] = [
     "REVERB_APP_MAX_CONNECTIONS",
     "REVERB_APP_MAX_MESSAGE_SIZE",
     "REVERB_APP_ACCEPT_CLIENT_EVENTS_FROM",
+    "REVERB_APP_RATE_LIMITING_ENABLED",
+    "REVERB_APP_RATE_LIMIT_MAX_ATTEMPTS",
+    "REVERB_APP_RATE_LIMIT_DECAY_SECONDS",
+    "REVERB_APP_RATE_LIMIT_TERMINATE",
 ];
 
 /// Applies `REVERB_APP_*` to the first app, creating it when there is none and any is set.
@@ -257,6 +312,19 @@ pub(super) fn apply_env(
             key: "REVERB_APP_ACCEPT_CLIENT_EVENTS_FROM".into(),
             reason: format!("'{v}' is not one of all, members, none"),
         })?;
+    }
+    let rl = &mut app.rate_limiting;
+    if let Some(v) = get("REVERB_APP_RATE_LIMITING_ENABLED") {
+        rl.enabled = parse_bool("REVERB_APP_RATE_LIMITING_ENABLED", v)?;
+    }
+    if let Some(v) = get("REVERB_APP_RATE_LIMIT_MAX_ATTEMPTS") {
+        rl.max_attempts = parse_num("REVERB_APP_RATE_LIMIT_MAX_ATTEMPTS", v)?;
+    }
+    if let Some(v) = get("REVERB_APP_RATE_LIMIT_DECAY_SECONDS") {
+        rl.decay_seconds = parse_num("REVERB_APP_RATE_LIMIT_DECAY_SECONDS", v)?;
+    }
+    if let Some(v) = get("REVERB_APP_RATE_LIMIT_TERMINATE") {
+        rl.terminate_on_limit = parse_bool("REVERB_APP_RATE_LIMIT_TERMINATE", v)?;
     }
     Ok(())
 }

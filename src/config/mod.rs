@@ -17,12 +17,15 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-pub use app::{AppConfig, ClientEventsFrom};
+pub use app::{AppConfig, ClientEventsFrom, RateLimiting};
 pub use env::{is_read_var, parse_env_file};
 pub use scaling::{ScalingConfig, REDIS_VARS};
 
 /// The commented sample config shipped at the repository root; also what runs when nothing is given.
 pub const EMBEDDED_DEFAULT: &str = include_str!("../../config.toml");
+
+/// The smallest `server.max_head_size`: hyper's HTTP/1 read buffer cannot be smaller.
+pub const MIN_HEAD_SIZE: usize = 8192;
 
 /// Everything the server needs to start, after every overlay.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -57,6 +60,18 @@ pub struct ServerConfig {
     pub max_queued_frames: usize,
     /// Server-wide cap on open WebSocket connections (0: no cap); over it, close 4100.
     pub max_connections: usize,
+    /// Seconds a new connection may stay silent before it is closed (fractions allowed).
+    pub first_byte_timeout: f64,
+    /// Seconds a client has to deliver a complete request head, WebSocket handshake or API
+    /// request alike; also how long a kept-alive API connection may idle between requests.
+    pub header_timeout: f64,
+    /// Largest request head (request line and headers), in bytes: 431 over it. At least 8192.
+    pub max_head_size: usize,
+    /// Connections not yet upgraded to WebSocket (handshakes, API connections) allowed at once,
+    /// server-wide (0: no cap); over it, new connections are closed at once.
+    pub max_pending_connections: usize,
+    /// The same cap per client IP address (0: no cap).
+    pub max_pending_per_ip: usize,
 }
 
 impl Default for ServerConfig {
@@ -69,6 +84,11 @@ impl Default for ServerConfig {
             shutdown_timeout: 10,
             max_queued_frames: 1024,
             max_connections: 0,
+            first_byte_timeout: 5.0,
+            header_timeout: 10.0,
+            max_head_size: 16 * 1024,
+            max_pending_connections: 4096,
+            max_pending_per_ip: 256,
         }
     }
 }
@@ -195,6 +215,17 @@ impl Config {
         if self.server.max_queued_frames == 0 {
             return invalid("server.max_queued_frames", "must be at least 1");
         }
+        for (key, secs) in [
+            ("server.first_byte_timeout", self.server.first_byte_timeout),
+            ("server.header_timeout", self.server.header_timeout),
+        ] {
+            if !(secs > 0.0 && secs <= 3600.0) {
+                return invalid(key, "must be more than 0 and at most 3600 seconds");
+            }
+        }
+        if self.server.max_head_size < MIN_HEAD_SIZE {
+            return invalid("server.max_head_size", "must be at least 8192 bytes");
+        }
         if self.apps.is_empty() {
             return invalid("apps", "at least one [[apps]] entry is required");
         }
@@ -235,6 +266,15 @@ fn invalid<T>(key: &str, reason: &str) -> Result<T, ConfigError> {
         key: key.into(),
         reason: reason.into(),
     })
+}
+
+/// `true`/`false`/`1`/`0`, any case (Reverb's boolean variables).
+fn parse_bool(key: &str, value: &str) -> Result<bool, ConfigError> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => invalid(key, &format!("'{value}' is not one of true, false, 1, 0")),
+    }
 }
 
 fn parse_num<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ConfigError> {
@@ -306,6 +346,10 @@ mod tests {
             ("REVERB_APP_MAX_CONNECTIONS", "5"),
             ("REVERB_SCALING_ENABLED", "true"),
             ("REDIS_HOST", "redis.internal"),
+            ("REVERB_APP_RATE_LIMITING_ENABLED", "TRUE"),
+            ("REVERB_APP_RATE_LIMIT_MAX_ATTEMPTS", "120"),
+            ("REVERB_APP_RATE_LIMIT_DECAY_SECONDS", "30"),
+            ("REVERB_APP_RATE_LIMIT_TERMINATE", "1"),
         ]
         .into_iter()
         .map(|(a, b)| (a.to_string(), b.to_string()))
@@ -323,6 +367,30 @@ mod tests {
         assert_eq!(c.apps[0].accept_client_events_from, ClientEventsFrom::None);
         assert!(c.scaling.enabled);
         assert_eq!(c.scaling.url, "redis://redis.internal:6379/0");
+        let rl = c.apps[0].rate_limiting;
+        assert!(rl.enabled && rl.terminate_on_limit);
+        assert_eq!((rl.max_attempts, rl.decay_seconds), (120, 30));
+    }
+
+    #[test]
+    fn pre_upgrade_budgets_and_rate_limits_are_validated() {
+        let mut c = Config::single_app("a", "b", "c");
+        c.server.header_timeout = 0.0;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("server.header_timeout"), "{e}");
+        let mut c = Config::single_app("a", "b", "c");
+        c.server.max_head_size = 4096;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("server.max_head_size"), "{e}");
+        let mut c = Config::single_app("a", "b", "c");
+        c.apps[0].rate_limiting.enabled = true;
+        c.apps[0].rate_limiting.decay_seconds = 0;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("apps[0].rate_limiting.decay_seconds"), "{e}");
+        let t = "[[apps]]\nid='a'\nkey='b'\nsecret='c'\n[apps.rate_limiting]\nenabled=true\n";
+        let c = Config::from_toml(t).unwrap();
+        assert!(c.apps[0].rate_limiting.enabled);
+        assert_eq!(c.apps[0].rate_limiting.max_attempts, 60);
     }
 
     #[test]

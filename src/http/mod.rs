@@ -17,6 +17,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use crate::adapter::Adapter;
 use crate::apps::{App, AppRegistry};
 use crate::auth::{self, SignedRequest};
+use crate::limits::QuietLog;
 pub use error::{json_response, ApiError};
 
 /// What the HTTP API needs from the server: nothing more.
@@ -28,6 +29,8 @@ pub struct ApiContext {
     pub apps: Arc<AppRegistry>,
     /// Largest accepted body.
     pub max_request_size: usize,
+    /// Refused requests, logged at most once per interval with a count.
+    pub refused: QuietLog,
 }
 
 /// A matched API route.
@@ -52,7 +55,8 @@ pub async fn serve(req: Request<Incoming>, path: &str, ctx: &ApiContext) -> Resp
     match handle(req, path, ctx).await {
         Ok(resp) => resp,
         Err(e) => {
-            tracing::info!(%path, status = %e.status(), "API request refused: {e}");
+            ctx.refused
+                .note(&format_args!("{} {path}: {e}", e.status().as_u16()));
             e.into_response()
         }
     }

@@ -21,7 +21,8 @@ pub enum CloseCode {
     Reconnect = 4200,
     /// 4201: the client did not answer a ping in time.
     PongTimeout = 4201,
-    /// 4301: a client event was rejected (an error code only, never a close code).
+    /// 4301: a client event, a subscription over a per-connection limit or a message over the
+    /// rate limit was rejected. A close code only with `rate_limiting.terminate_on_limit`.
     ClientEventRejected = 4301,
 }
 
@@ -99,6 +100,12 @@ pub enum PusherError {
     /// No frame arrived in answer to a server ping.
     #[error("Pong reply not received in time")]
     PongTimeout,
+    /// A subscribe beyond the app's `max_channels_per_connection`.
+    #[error("Too many channels on this connection")]
+    TooManyChannels,
+    /// More messages than the app's `rate_limiting` allows (Reverb's text).
+    #[error("Rate limit exceeded")]
+    MessageRateLimited,
 }
 
 impl PusherError {
@@ -123,7 +130,9 @@ impl PusherError {
             | Self::ClientEventsDisabled
             | Self::ClientEventChannel
             | Self::RateLimited
-            | Self::EventTooLarge => CloseCode::ClientEventRejected,
+            | Self::EventTooLarge
+            | Self::TooManyChannels
+            | Self::MessageRateLimited => CloseCode::ClientEventRejected,
         }
     }
 
@@ -146,6 +155,36 @@ impl PusherError {
     }
 }
 
+/// RFC 6455 close codes for a peer that broke the WebSocket protocol itself (as opposed to the
+/// Pusher protocol above). Each is sent as a close frame before the TCP connection is closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u16)]
+pub enum ViolationCode {
+    /// 1002: a framing error (unmasked frame, reserved bits, unknown opcode, fragmented or
+    /// oversized control frame, bad continuation).
+    ProtocolError = 1002,
+    /// 1007: a text message that is not valid UTF-8.
+    InvalidPayload = 1007,
+    /// 1009: a message or frame over `max_message_size`.
+    TooBig = 1009,
+}
+
+impl ViolationCode {
+    /// The numeric code.
+    pub fn as_u16(self) -> u16 {
+        self as u16
+    }
+
+    /// The reason sent in the close frame (1009's is Reverb's).
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::ProtocolError => "Protocol error",
+            Self::InvalidPayload => "Invalid UTF-8 in text message",
+            Self::TooBig => "Maximum message size exceeded",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,6 +197,14 @@ mod tests {
         assert_eq!(PusherError::PongTimeout.code().as_u16(), 4201);
         assert_eq!(PusherError::ShuttingDown.code().as_u16(), 4200);
         assert_eq!(PusherError::SlowConsumer.code().as_u16(), 4100);
+        assert_eq!(PusherError::TooManyChannels.code().as_u16(), 4301);
+        assert_eq!(PusherError::MessageRateLimited.code().as_u16(), 4301);
+        assert_eq!(
+            PusherError::TooManyChannels.subscription_error_type(),
+            "LimitReached"
+        );
+        assert_eq!(ViolationCode::ProtocolError.as_u16(), 1002);
+        assert_eq!(ViolationCode::InvalidPayload.as_u16(), 1007);
         assert_eq!(
             PusherError::Unauthorized.subscription_error_type(),
             "AuthError"

@@ -7,5 +7,5 @@ pub mod inbound;
 pub mod outbound;
 
 pub use channel::{Access, ChannelKind, ChannelNameError};
-pub use close::{CloseCode, PusherError};
+pub use close::{CloseCode, PusherError, ViolationCode};
 pub use inbound::ClientMessage;

@@ -7,12 +7,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{sleep, timeout, Instant};
-use tokio_tungstenite::tungstenite::error::Error as WsError;
+use tokio_tungstenite::tungstenite::error::{Error as WsError, ProtocolError};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
@@ -23,7 +23,7 @@ use super::{Admission, SocketContext};
 use crate::apps::App;
 use crate::outbox::{Outbox, SocketId};
 use crate::protocol::outbound::{self, Frame};
-use crate::protocol::PusherError;
+use crate::protocol::{PusherError, ViolationCode};
 
 /// Bytes tungstenite reads per syscall. Its default (128 KiB) is allocated per connection;
 /// Pusher frames are small, and a larger message is simply read in more steps.
@@ -34,8 +34,9 @@ const WRITE_BUFFER: usize = 16 * 1024;
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long to wait for the peer's close reply after sending ours.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
-/// Close code and reason for a message over `max_message_size` (Reverb's).
-const TOO_BIG: (u16, &str) = (1009, "Maximum message size exceeded");
+/// Room in tungstenite's write buffer beyond the largest frame Herald may send to one socket:
+/// pongs and a close reply queued by reads while the peer is not reading.
+const WRITE_SLACK: usize = 64 * 1024;
 
 /// How the connection loop ended.
 enum End {
@@ -45,16 +46,26 @@ enum End {
     PeerClosed,
     /// Close with this Pusher error (a `pusher:error` first, except for slow consumers).
     Close(PusherError),
-    /// A message over the size limit: close 1009.
-    TooBig,
+    /// The peer broke the WebSocket protocol (1002, 1007) or sent too much (1009).
+    Violation(ViolationCode),
 }
 
 /// The WebSocket settings for a connection of `app` (unknown apps get the defaults).
 pub(super) fn ws_config(app: Option<&App>) -> WebSocketConfig {
     let max_msg = app.map_or(10_000, |a| a.config.max_message_size);
+    // The largest frame Herald writes: an event (data plus names and envelope), or a presence
+    // snapshot of every member. Writes wait for the buffer to drain before the next frame, so
+    // only pongs and a close reply, queued by reads, can add to it.
+    let largest_frame = app.map_or(0, |a| {
+        let c = &a.config;
+        let event = 2 * c.max_event_bytes + c.max_channel_name_length + c.max_event_name_length;
+        let members = c.max_presence_members * (c.max_presence_user_bytes + 2 * 128 + 16);
+        event.max(members)
+    });
     WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
+        .max_write_buffer_size(WRITE_BUFFER + WRITE_SLACK + largest_frame)
         .max_message_size(Some(max_msg))
         .max_frame_size(Some(max_msg))
 }
@@ -217,6 +228,9 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     let mut last_seen = Instant::now();
     let mut pinged = false;
     let mut control_frames = false;
+    // Pings answered while the socket could not take the pong: a peer that sends pings without
+    // reading. Its pongs are bounded like the outbox: at `max_queued_frames` it is closed.
+    let mut unsent_pongs = 0usize;
     let timer = sleep(ping_every);
     tokio::pin!(timer);
     let mut buf = VecDeque::new();
@@ -257,14 +271,30 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                             outbox.try_send(outbound::error(&PusherError::InvalidMessage));
                         }
                     },
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => control_frames = true,
+                    Some(Ok(Message::Ping(_))) => {
+                        control_frames = true;
+                        // tungstenite queued the pong; try to write it without waiting.
+                        match ws.flush().now_or_never() {
+                            Some(Ok(())) => unsent_pongs = 0,
+                            Some(Err(_)) => return End::Gone,
+                            None => {
+                                unsent_pongs += 1;
+                                if unsent_pongs >= ctx.max_queued_frames {
+                                    return End::Close(PusherError::SlowConsumer);
+                                }
+                            }
+                        }
+                    }
+                    Some(Ok(Message::Pong(_))) => control_frames = true,
                     Some(Ok(Message::Frame(_))) => {}
                     Some(Ok(Message::Close(_))) => return End::PeerClosed,
                     None => return End::Gone,
-                    Some(Err(WsError::Capacity(_))) => return End::TooBig,
                     Some(Err(e)) => {
                         log_read_error(session.socket_id(), &e);
-                        return End::Gone;
+                        return match violation(&e) {
+                            Some(code) => End::Violation(code),
+                            None => End::Gone,
+                        };
                     }
                 }
             }
@@ -301,7 +331,7 @@ async fn finish<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocketStream<S>, 
             let _ = timeout(CLOSE_GRACE, ws.flush()).await;
             return;
         }
-        End::TooBig => (TOO_BIG.0, TOO_BIG.1.to_owned()),
+        End::Violation(code) => (code.as_u16(), code.reason().to_owned()),
         End::Close(err) => {
             if err != PusherError::SlowConsumer
                 && send(ws, Message::Text(outbound::error(&err)))
@@ -324,6 +354,18 @@ async fn finish<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocketStream<S>, 
         while let Some(Ok(_)) = ws.next().await {}
     })
     .await;
+}
+
+/// The RFC 6455 close code for a read error caused by the peer, or `None` when the transport
+/// just failed (nothing can be sent then).
+fn violation(err: &WsError) -> Option<ViolationCode> {
+    match err {
+        WsError::Capacity(_) => Some(ViolationCode::TooBig),
+        WsError::Utf8(_) => Some(ViolationCode::InvalidPayload),
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => None,
+        WsError::Protocol(_) => Some(ViolationCode::ProtocolError),
+        _ => None,
+    }
 }
 
 // Logging lives in plain functions: a `tracing` macro inside the connection's async code

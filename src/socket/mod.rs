@@ -1,8 +1,11 @@
-//! The WebSocket side: [`upgrade`] answers the HTTP upgrade on `{path}/app/{key}` and spawns the
-//! connection task, which admits the connection (app, protocol, origin, quotas), then runs one
-//! loop over the socket's reads, its outbox, its ping timer and the shutdown signal.
+//! The WebSocket side: [`sniff`] recognises a WebSocket request on a fresh connection and
+//! [`accept`] completes its handshake (bounded in time and size, `handshake.rs`); [`upgrade`]
+//! answers an upgrade that arrived through hyper. Either way the connection task admits the
+//! connection (app, protocol, origin, quotas), then runs one loop over the socket's reads, its
+//! outbox, its ping timer and the shutdown signal.
 
 mod connection;
+mod handshake;
 pub mod session;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,9 +17,8 @@ use hyper::header::{HeaderValue, CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET
 use hyper::{Request, Response, StatusCode};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::handshake::server::{
-    Request as WsRequest, Response as WsResponse,
-};
+use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -131,63 +133,96 @@ pub struct Sniffed {
     protocol: Option<String>,
 }
 
-/// Peeks (without consuming) at a new connection's request line. `None` means "let hyper
-/// handle it": another route, or a request line not yet complete in the first segment.
-pub async fn sniff(stream: &TcpStream, prefix: &str) -> Option<Sniffed> {
-    let mut buf = vec![0u8; 1024];
-    let n = stream.peek(&mut buf).await.ok()?;
-    let data = &buf[..n];
-    let end = data.iter().position(|&b| b == b'\r' || b == b'\n')?;
-    let line = std::str::from_utf8(&data[..end]).ok()?;
-    let target = line.strip_prefix("GET ")?.split(' ').next()?;
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let rest = path.strip_prefix(prefix)?.strip_prefix("/app/")?;
-    // A complete request without an Upgrade header goes to hyper, which answers 426.
-    let complete = data.windows(4).any(|w| w == b"\r\n\r\n");
-    let upgrade = data
-        .windows(9)
-        .any(|w| w.eq_ignore_ascii_case(b"websocket"));
-    if complete && !upgrade {
-        return None;
-    }
-    Some(Sniffed {
-        app_key: crate::auth::percent_decode(rest),
-        protocol: protocol_param(query),
-    })
+/// What the first bytes of a connection say it is.
+#[derive(Debug)]
+pub enum Sniff {
+    /// A WebSocket request for `{prefix}/app/{key}`: handled by [`accept`].
+    WebSocket(Sniffed),
+    /// Anything else (another route, or a request line not complete in the first segment): hyper.
+    Http,
+    /// The peer closed, or the connection failed, before sending anything.
+    Closed,
 }
 
-/// Completes the WebSocket handshake on a sniffed connection and runs it.
-// The handshake callback's error type is tungstenite's `ErrorResponse`, not ours to shrink.
-#[allow(clippy::result_large_err)]
-pub async fn accept(stream: TcpStream, sniffed: Sniffed, ctx: Arc<SocketContext>) {
-    let app = ctx.apps.by_key(&sniffed.app_key).cloned();
-    let config = connection::ws_config(app.as_deref());
-    let mut origin = None;
-    let callback = |req: &WsRequest, mut resp: WsResponse| {
-        origin = req
-            .headers()
-            .get(hyper::header::ORIGIN)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        resp.headers_mut()
-            .insert("X-Powered-By", HeaderValue::from_static("Herald"));
-        Ok(resp)
+/// Peeks (without consuming) at a new connection's request line; waits for its first bytes.
+pub async fn sniff(stream: &TcpStream, prefix: &str) -> Sniff {
+    let mut buf = [0u8; 1024];
+    let n = match stream.peek(&mut buf).await {
+        Ok(0) | Err(_) => return Sniff::Closed,
+        Ok(n) => n,
     };
+    let data = &buf[..n];
+    let sniffed = (|| {
+        let end = data.iter().position(|&b| b == b'\r' || b == b'\n')?;
+        let line = std::str::from_utf8(&data[..end]).ok()?;
+        let target = line.strip_prefix("GET ")?.split(' ').next()?;
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        let rest = path.strip_prefix(prefix)?.strip_prefix("/app/")?;
+        // A complete request without an Upgrade header goes to hyper, which answers 426.
+        let complete = data.windows(4).any(|w| w == b"\r\n\r\n");
+        let upgrade = data
+            .windows(9)
+            .any(|w| w.eq_ignore_ascii_case(b"websocket"));
+        if complete && !upgrade {
+            return None;
+        }
+        Some(Sniffed {
+            app_key: crate::auth::percent_decode(rest),
+            protocol: protocol_param(query),
+        })
+    })();
+    sniffed.map_or(Sniff::Http, Sniff::WebSocket)
+}
+
+/// The pre-upgrade budget of one sniffed connection: its head must be complete by `deadline`
+/// and fit in `max_head` bytes; `slot` is its place among the pending connections, given back
+/// as soon as the handshake is done.
+#[derive(Debug)]
+pub struct HeadBudget {
+    /// When the request head must be complete.
+    pub deadline: tokio::time::Instant,
+    /// Largest request head, in bytes.
+    pub max_head: usize,
+    /// Held until the handshake completes.
+    pub slot: crate::limits::PendingSlot,
+}
+
+/// Completes the WebSocket handshake on a sniffed connection, within `budget`, and runs it.
+pub async fn accept(
+    mut stream: TcpStream,
+    sniffed: Sniffed,
+    ctx: Arc<SocketContext>,
+    budget: HeadBudget,
+) {
     // Boxed: the handshake's buffers are freed once it completes.
-    let handshake = tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(config));
-    let ws = match Box::pin(handshake).await {
-        Ok(ws) => Box::new(ws),
+    let upgrade = Box::pin(handshake::accept(
+        &mut stream,
+        budget.max_head,
+        budget.deadline,
+    ))
+    .await;
+    drop(budget.slot);
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
         Err(e) => {
             log_handshake_error(&e);
             return;
         }
     };
+    let app = ctx.apps.by_key(&sniffed.app_key).cloned();
+    let config = connection::ws_config(app.as_deref());
+    let ws = if upgrade.leftover.is_empty() {
+        WebSocketStream::from_raw_socket(stream, Role::Server, Some(config)).await
+    } else {
+        WebSocketStream::from_partially_read(stream, upgrade.leftover, Role::Server, Some(config))
+            .await
+    };
     let admission = Box::new(Admission {
         app_key: sniffed.app_key,
-        origin,
+        origin: upgrade.origin,
         protocol: sniffed.protocol,
     });
-    connection::run(ws, ctx, app, admission).await;
+    connection::run(Box::new(ws), ctx, app, admission).await;
 }
 
 /// Kept out of the async code so the connection task's future stays small.

@@ -1,6 +1,7 @@
 //! The per-connection protocol state, owned by the connection's task: socket id, subscribed
-//! channels, signed-in user, client-event rate limiter. It turns each parsed client message into
-//! adapter calls and frames queued on the socket's own outbox.
+//! channels (capped by `max_channels_per_connection`), signed-in user, the client-event and
+//! message (`rate_limiting`) rate limiters. It turns each parsed client message into adapter
+//! calls and frames queued on the socket's own outbox.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -44,6 +45,8 @@ pub struct Session {
     channels: HashMap<Box<str>, Option<Arc<str>>>,
     user: Option<User>,
     rate: RateLimit,
+    /// Messages of any kind in the current `rate_limiting` window.
+    messages: RateLimit,
 }
 
 impl Session {
@@ -57,6 +60,10 @@ impl Session {
             channels: HashMap::new(),
             user: None,
             rate: RateLimit {
+                window: Instant::now(),
+                count: 0,
+            },
+            messages: RateLimit {
                 window: Instant::now(),
                 count: 0,
             },
@@ -78,6 +85,9 @@ impl Session {
 
     /// Handles one text frame.
     pub fn handle_text(&mut self, text: &str) {
+        if !self.within_message_limit() {
+            return;
+        }
         match crate::protocol::inbound::parse(text) {
             Ok(msg) => self.handle(msg),
             Err(e) => {
@@ -85,6 +95,32 @@ impl Session {
                 self.send_error(&e);
             }
         }
+    }
+
+    /// Counts a message against the app's `rate_limiting`; over it, answers 4301 (or asks the
+    /// connection to close with 4301) and returns false.
+    fn within_message_limit(&mut self) -> bool {
+        let limit = self.app.config.rate_limiting;
+        if !limit.enabled {
+            return true;
+        }
+        let now = Instant::now();
+        if now.duration_since(self.messages.window) >= Duration::from_secs(limit.decay_seconds) {
+            self.messages = RateLimit {
+                window: now,
+                count: 0,
+            };
+        }
+        if self.messages.count < limit.max_attempts {
+            self.messages.count += 1;
+            return true;
+        }
+        if limit.terminate_on_limit {
+            self.outbox.close(PusherError::MessageRateLimited);
+        } else {
+            self.send_error(&PusherError::MessageRateLimited);
+        }
+        false
     }
 
     fn handle(&mut self, msg: ClientMessage) {
@@ -101,6 +137,11 @@ impl Session {
             ClientMessage::Unsubscribe { channel } => {
                 if self.channels.remove(channel.as_str()).is_some() {
                     self.adapter.unsubscribe(&self.app, &channel, self.id());
+                    // Give back the memory of a spike of subscriptions.
+                    let cap = self.channels.capacity();
+                    if cap > 64 && self.channels.len() < cap / 4 {
+                        self.channels.shrink_to_fit();
+                    }
                 }
             }
             ClientMessage::Signin { auth, user_data } => self.sign_in(&auth, &user_data),
@@ -117,7 +158,14 @@ impl Session {
     }
 
     fn subscribe(&mut self, channel: String, auth: Option<String>, data: Option<String>) {
-        let result = self.authorize(&channel, auth.as_deref(), data.as_deref());
+        let full = self.channels.len() >= self.app.config.max_channels_per_connection
+            && !self.channels.contains_key(channel.as_str());
+        let result = if full {
+            let err = PusherError::TooManyChannels;
+            Err((err.to_string(), err))
+        } else {
+            self.authorize(&channel, auth.as_deref(), data.as_deref())
+        };
         let outcome = result.and_then(|(kind, member)| {
             self.adapter
                 .subscribe(&self.app, &channel, kind, &self.outbox, member.as_ref())
