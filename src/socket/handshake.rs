@@ -212,3 +212,7 @@ mod tests {
         assert_eq!(status(&OK.replace("Host: x\r\n", &many)), 431);
     }
 }
+
+#[cfg(test)]
+#[path = "handshake_props.rs"]
+mod props;
