@@ -8,7 +8,7 @@ use proptest::prelude::*;
 
 use super::config;
 use crate::config::{
-    parse_env_file, AppConfig, ClientEventsFrom, Config, ScalingConfig, ServerConfig,
+    parse_env_file, AppConfig, ClientEventsFrom, Config, RateLimiting, ScalingConfig, ServerConfig,
 };
 
 /// Integers TOML can hold (it has no unsigned 64-bit type).
@@ -27,6 +27,13 @@ fn app() -> impl Strategy<Value = AppConfig> {
         prop::collection::vec("[ -~]{0,30}", 1..4),
         prop::sample::select(vec![ClientEventsFrom::Members, ClientEventsFrom::All]),
         (1usize..10_000, 1u32..1000, n()),
+        (
+            1usize..100_000,
+            any::<bool>(),
+            1u32..100_000,
+            n(),
+            any::<bool>(),
+        ),
     )
         .prop_map(
             |(
@@ -35,6 +42,7 @@ fn app() -> impl Strategy<Value = AppConfig> {
                 origins,
                 from,
                 (members, rate, ttl),
+                (channels, limited, attempts, decay, terminate),
             )| {
                 let mut a = AppConfig::new(&id, &key, &secret);
                 a.ping_interval = ping;
@@ -46,6 +54,13 @@ fn app() -> impl Strategy<Value = AppConfig> {
                 a.max_presence_members = members;
                 a.client_events_per_second = rate;
                 a.cache_ttl = ttl;
+                a.max_channels_per_connection = channels;
+                a.rate_limiting = RateLimiting {
+                    enabled: limited,
+                    max_attempts: attempts,
+                    decay_seconds: decay,
+                    terminate_on_limit: terminate,
+                };
                 a
             },
         )
@@ -62,6 +77,13 @@ fn full_config() -> impl Strategy<Value = Config> {
         ),
         prop::collection::vec(app(), 1..4),
         (
+            0.001f64..100.0,
+            0.001f64..100.0,
+            8192usize..1_000_000,
+            0usize..100_000,
+            0usize..10_000,
+        ),
+        (
             any::<bool>(),
             "[ -~]{0,40}",
             "[ -~]{0,20}",
@@ -70,13 +92,23 @@ fn full_config() -> impl Strategy<Value = Config> {
         ),
     )
         .prop_map(
-            |((host, port, path, size, queued), apps, (enabled, url, channel, hb, timeout))| {
+            |(
+                (host, port, path, size, queued),
+                apps,
+                (first_byte, header, head, pending, per_ip),
+                (enabled, url, channel, hb, timeout),
+            )| {
                 let server = ServerConfig {
                     host,
                     port,
                     path,
                     max_request_size: size,
                     max_queued_frames: queued,
+                    first_byte_timeout: first_byte,
+                    header_timeout: header,
+                    max_head_size: head,
+                    max_pending_connections: pending,
+                    max_pending_per_ip: per_ip,
                     ..ServerConfig::default()
                 };
                 let scaling = ScalingConfig {
@@ -138,6 +170,8 @@ proptest! {
             "id", "key", "secret", "ping_interval", "activity_timeout", "allowed_origins",
             "accept_client_events_from", "max_message_size", "client_events_per_second",
             "enabled", "url", "heartbeat_interval", "node_timeout", "outage_buffer_messages",
+            "first_byte_timeout", "header_timeout", "max_head_size", "max_pending_connections",
+            "max_pending_per_ip", "max_channels_per_connection", "rate_limiting",
         ]),
         value in prop_oneof![
             any::<i64>().prop_map(|v| v.to_string()),
@@ -198,7 +232,9 @@ proptest! {
                     "REVERB_APP_SECRET", "REVERB_APP_PING_INTERVAL", "REVERB_APP_ACTIVITY_TIMEOUT",
                     "REVERB_APP_MAX_MESSAGE_SIZE", "REVERB_APP_MAX_CONNECTIONS",
                     "REVERB_APP_ACCEPT_CLIENT_EVENTS_FROM", "REVERB_SCALING_ENABLED",
-                    "REVERB_SCALING_CHANNEL", "REDIS_URL", "REDIS_HOST", "REDIS_PORT",
+                    "REVERB_SCALING_CHANNEL", "REVERB_APP_RATE_LIMITING_ENABLED",
+                    "REVERB_APP_RATE_LIMIT_MAX_ATTEMPTS", "REVERB_APP_RATE_LIMIT_DECAY_SECONDS",
+                    "REVERB_APP_RATE_LIMIT_TERMINATE", "REDIS_URL", "REDIS_HOST", "REDIS_PORT",
                     "REDIS_PASSWORD", "REDIS_USERNAME", "REDIS_DB", "REDIS_SCHEME",
                 ]).prop_map(String::from),
                 "REVERB_[A-Z_]{0,20}",
