@@ -156,6 +156,7 @@ async fn step(
         st.recovering = false;
     }
     if st.rejoin {
+        tracing::debug!("cluster: confirming pending presence joins");
         rejoin_pending(shared, conn).await?;
         st.rejoin = false;
     }
@@ -217,6 +218,14 @@ async fn wait_for_subscribers(
 /// to the front of the queue.
 async fn send_queue(shared: &Shared, conn: &mut ConnectionManager) -> RedisResult<()> {
     loop {
+        // A write must not reach a Redis this node has not re-registered with (a restarted
+        // one): stop as soon as the listener has lost its connection or awaits a resync.
+        if !shared.subscribed.load(Ordering::Acquire) || shared.resync.load(Ordering::Acquire) {
+            return Err(RedisError::from((
+                redis::ErrorKind::Io,
+                "Redis connection being re-established",
+            )));
+        }
         let batch: Vec<_> = {
             let mut q = shared.queue.lock();
             while q
@@ -233,6 +242,7 @@ async fn send_queue(shared: &Shared, conn: &mut ConnectionManager) -> RedisResul
         if batch.is_empty() {
             return Ok(());
         }
+        tracing::trace!(writes = batch.len(), "cluster: sending queued writes");
         let mut pipe = redis::pipe();
         for (_, op) in &batch {
             add_op(shared, &mut pipe, op);

@@ -68,6 +68,7 @@ pub(super) async fn resync(
     conn: &mut ConnectionManager,
     st: &mut LinkState,
 ) -> RedisResult<()> {
+    tracing::debug!(node = %shared.node, "cluster: re-registering state");
     let subs_key = queries::subs_key(&shared.prefix, &shared.node);
     let pres_key = queries::pres_key(&shared.prefix, &shared.node);
     let mut counts = redis::pipe();
@@ -85,14 +86,11 @@ pub(super) async fn resync(
             .by_id(app_id)
             .map_or(usize::MAX, |a| a.config.max_presence_members);
         let state = ns.channels.presence_state();
-        // Confirmed members are registered (no confirmation); pending sockets are confirmed
-        // anew, since their confirmation may have been lost with the connection.
-        let confirmed = state.members.iter().map(|(c, m)| (c, None, m));
-        let pending = state
-            .pending
-            .iter()
-            .map(|(c, s, m)| (c, Some(s.to_string()), m));
-        for (channel, socket, m) in confirmed.chain(pending) {
+        // Pending sockets are confirmed later (`rejoin_pending`), once every node is back.
+        for (channel, _, m) in &state.pending {
+            keep.insert(format!("{app_id}\n{channel}\n{}", m.key));
+        }
+        for (channel, m) in &state.members {
             keep.insert(format!("{app_id}\n{channel}\n{}", m.key));
             let wire = m.to_wire();
             let args = JoinArgs {
@@ -100,7 +98,7 @@ pub(super) async fn resync(
                 channel,
                 user: &m.key,
                 member: &wire,
-                socket: socket.as_deref().unwrap_or(""),
+                socket: "",
                 max,
                 register: true,
                 announce: true,

@@ -269,7 +269,7 @@ fn invalid<T>(key: &str, reason: &str) -> Result<T, ConfigError> {
 }
 
 /// `true`/`false`/`1`/`0`, any case (Reverb's boolean variables).
-fn parse_bool(key: &str, value: &str) -> Result<bool, ConfigError> {
+pub(super) fn parse_bool(key: &str, value: &str) -> Result<bool, ConfigError> {
     match value.to_ascii_lowercase().as_str() {
         "true" | "1" => Ok(true),
         "false" | "0" => Ok(false),

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::env::env_value;
-use super::{invalid, ConfigError};
+use super::{invalid, parse_bool, ConfigError};
 
 /// Laravel's Redis connection variables, which Reverb's `config/reverb.php` reads for scaling
 /// and Herald reads likewise. `REDIS_URL` wins over the others.
@@ -158,14 +158,6 @@ fn check_url(url: &str) -> Result<(), ConfigError> {
         reason: format!("not a usable Redis URL: {e}"),
     })?;
     Ok(())
-}
-
-fn parse_bool(key: &str, value: &str) -> Result<bool, ConfigError> {
-    match value.to_ascii_lowercase().as_str() {
-        "true" | "1" => Ok(true),
-        "false" | "0" => Ok(false),
-        _ => invalid(key, &format!("'{value}' is not one of true, false, 1, 0")),
-    }
 }
 
 /// A `REDIS_*` value, with Laravel's `null` and `empty` (as in `REDIS_PASSWORD=null`, the stock
