@@ -11,6 +11,8 @@
 //! `--bin PATH` (target/release/herald). Linux only (reads /proc). Exits non-zero if the canary
 //! lost an event or the server died.
 
+mod common;
+
 use std::io::Write;
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -95,15 +97,6 @@ struct Stats {
     canary_reconnects: AtomicU64,
     /// Canary latencies in microseconds (trigger sent -> frame received).
     latencies: Mutex<Vec<u32>>,
-}
-
-fn proc_rss_kib(pid: u32) -> u64 {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    text.lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }
 
 fn proc_fds(pid: u32) -> u64 {
@@ -529,7 +522,7 @@ async fn main() {
     }
     let trigger_task = tokio::spawn(triggers(port, o.rate, start, end, stats.clone()));
 
-    let mut rss = Series::new(proc_rss_kib(pid));
+    let mut rss = Series::new(common::rss_kib(pid));
     let mut fds = Series::new(proc_fds(pid));
     let mut seen_latencies = 0usize;
     println!(
@@ -555,7 +548,7 @@ async fn main() {
             server_died = true;
             break;
         }
-        let (r, f) = (proc_rss_kib(pid), proc_fds(pid));
+        let (r, f) = (common::rss_kib(pid), proc_fds(pid));
         let ramped = t0.elapsed() >= RAMP_UP + Duration::from_secs(2);
         rss.push(r, ramped);
         fds.push(f, ramped);
@@ -600,7 +593,7 @@ async fn main() {
     let _ = timeout(left, canary_task).await;
     // Every client is gone: the server should be back to its listener and a few fds.
     sleep(Duration::from_secs(5)).await;
-    let (rss_idle, fds_idle) = (proc_rss_kib(pid), proc_fds(pid));
+    let (rss_idle, fds_idle) = (common::rss_kib(pid), proc_fds(pid));
 
     let _ = Command::new("kill")
         .args(["-TERM", &pid.to_string()])

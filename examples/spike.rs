@@ -9,6 +9,8 @@
 //! `--idle true` (no requests at all while watching; see [`watch`]). Extra
 //! environment (e.g. `MIMALLOC_PURGE_DELAY=0`) is passed to the server. Linux only (/proc).
 
+mod common;
+
 use std::io::Write;
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -19,16 +21,6 @@ use tokio_tungstenite::tungstenite::Message;
 
 type Client =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// Resident set size of `pid`, in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    text.lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
 
 fn start_server(bin: &str, channels: usize) -> (Child, u16) {
     let port = TcpListener::bind("127.0.0.1:0")
@@ -76,7 +68,7 @@ async fn watch(pid: u32, port: u16, label: &str, idle: bool) {
     for i in 0..=60 {
         if i % 5 == 0 {
             let secs = start.elapsed().as_secs();
-            println!("  {label} +{secs:>2}s: {:>7} KiB", rss_kib(pid));
+            println!("  {label} +{secs:>2}s: {:>7} KiB", common::rss_kib(pid));
         }
         if !idle {
             poke(port).await;
@@ -115,13 +107,16 @@ async fn main() {
     let pid = child.id();
     drop(connect(port).await);
     tokio::time::sleep(Duration::from_secs(1)).await;
-    println!("baseline: {} KiB", rss_kib(pid));
+    println!("baseline: {} KiB", common::rss_kib(pid));
 
     let mut sockets = Vec::with_capacity(connections);
     for _ in 0..connections {
         sockets.push(connect(port).await);
     }
-    println!("{connections} connections open: {} KiB", rss_kib(pid));
+    println!(
+        "{connections} connections open: {} KiB",
+        common::rss_kib(pid)
+    );
     for mut ws in sockets {
         let _ = ws.close(None).await;
     }
@@ -141,7 +136,10 @@ async fn main() {
             other => panic!("subscribing: {other:?}"),
         }
     }
-    println!("one socket on {channels} channels: {} KiB", rss_kib(pid));
+    println!(
+        "one socket on {channels} channels: {} KiB",
+        common::rss_kib(pid)
+    );
     let _ = ws.close(None).await;
     drop(ws);
     watch(pid, port, "after the subscriber left", idle).await;

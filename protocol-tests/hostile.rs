@@ -129,6 +129,22 @@ async fn idle_keep_alive_api_connection_is_closed() {
     assert!(started.elapsed() < CLOSED_WITHIN);
 }
 
+/// Opens `n` raw connections that stay pending (they never send a byte), then polls until the
+/// server has accepted them all and one more connection is closed at once; returns the held
+/// connections and whether that extra one was refused.
+async fn hold_pending(srv: &TestServer, n: usize) -> (Vec<TcpStream>, bool) {
+    let mut held = Vec::new();
+    for _ in 0..n {
+        held.push(TcpStream::connect(srv.addr).await.unwrap());
+    }
+    let refused = eventually(CLOSED_WITHIN, || async {
+        let mut extra = TcpStream::connect(srv.addr).await.unwrap();
+        closed_within(&mut extra, Duration::from_millis(200)).await
+    })
+    .await;
+    (held, refused)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pending_connections_are_capped_per_ip() {
     let mut cfg = fast();
@@ -136,16 +152,7 @@ async fn pending_connections_are_capped_per_ip() {
     cfg.server.max_pending_per_ip = 5;
     let srv = start(cfg).await;
     let mut canary = Canary::join(&srv).await;
-    let mut held = Vec::new();
-    for _ in 0..5 {
-        held.push(TcpStream::connect(srv.addr).await.unwrap());
-    }
-    // Poll until the server has accepted all five, then the sixth is closed at once.
-    let refused = eventually(CLOSED_WITHIN, || async {
-        let mut extra = TcpStream::connect(srv.addr).await.unwrap();
-        closed_within(&mut extra, Duration::from_millis(200)).await
-    })
-    .await;
+    let (held, refused) = hold_pending(&srv, 5).await;
     assert!(
         refused,
         "a sixth pending connection from one IP was not refused"
@@ -164,16 +171,7 @@ async fn pending_connections_are_capped_server_wide() {
     cfg.server.max_pending_connections = 5;
     let srv = start(cfg).await;
     let mut canary = Canary::join(&srv).await;
-    let mut held = Vec::new();
-    for _ in 0..5 {
-        held.push(TcpStream::connect(srv.addr).await.unwrap());
-    }
-    // Poll until the server has accepted all five, then the sixth is closed at once.
-    let refused = eventually(CLOSED_WITHIN, || async {
-        let mut extra = TcpStream::connect(srv.addr).await.unwrap();
-        closed_within(&mut extra, Duration::from_millis(200)).await
-    })
-    .await;
+    let (held, refused) = hold_pending(&srv, 5).await;
     assert!(refused, "a sixth pending connection was not refused");
     // The canary stays connected meanwhile (it is a WebSocket, not pending) and gets events
     // once the budget has room for the trigger.

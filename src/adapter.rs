@@ -190,17 +190,16 @@ impl Adapter {
         for (name, n) in remote {
             all.entry(name).or_default().subscriptions += n;
         }
-        let presence: Vec<&str> = all
+        let presence: Vec<String> = all
             .keys()
             .filter(|n| ChannelKind::of(n).is_presence())
-            .map(String::as_str)
+            .cloned()
             .collect();
-        match c.user_counts(app.id(), &presence).await {
+        let names: Vec<&str> = presence.iter().map(String::as_str).collect();
+        match c.user_counts(app.id(), &names).await {
             Ok(users) => {
-                let users: Vec<(String, usize)> =
-                    presence.iter().map(|s| s.to_string()).zip(users).collect();
-                for (name, n) in users {
-                    if let Some(counts) = all.get_mut(&name) {
+                for (name, n) in presence.iter().zip(users) {
+                    if let Some(counts) = all.get_mut(name) {
                         counts.users = Some(n);
                     }
                 }

@@ -24,6 +24,8 @@
 //! `cargo run --release --example bench -- --mode fanout --nodes 3 --scaling on`.
 
 mod client;
+#[path = "../common/mod.rs"]
+mod common;
 mod fanout;
 mod memory;
 mod procs;

@@ -10,7 +10,8 @@ use futures_util::StreamExt;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::client::{connect, subscribe, Trigger};
-use crate::procs::{cpu_seconds, rss_kib, start_herald};
+use crate::common::rss_kib;
+use crate::procs::{cpu_seconds, start_herald};
 use crate::Opts;
 
 pub async fn run(o: &Opts) {

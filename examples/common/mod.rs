@@ -111,3 +111,13 @@ pub async fn next_json(ws: &mut Client) -> Option<serde_json::Value> {
     }
     None
 }
+
+/// Resident set size of process `pid`, in KiB (Linux: /proc/PID/status VmRSS; 0 if unreadable).
+pub fn rss_kib(pid: u32) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    text.lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}

@@ -15,7 +15,8 @@ use dashmap::DashMap;
 use crate::outbox::{Outbox, SocketId};
 use crate::protocol::outbound::{self, Frame};
 use crate::protocol::PusherError;
-pub use presence::{snapshot_of, MemberData, Presence};
+use presence::snapshot_of;
+pub use presence::{MemberData, Presence};
 use view::{Change, View};
 
 #[derive(Debug)]
