@@ -13,6 +13,70 @@ use herald::server::Server;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Returning freed memory to the OS after a load spike.
+///
+/// mimalloc frees lazily: pages emptied on a thread (or by frees from other threads) go back to
+/// the shared arenas only when that thread allocates or collects again, and arenas purge
+/// (madvise) expired ranges only when some thread asks. After a spike of connections, tokio's
+/// workers sit idle, so without help RSS stays at the peak (28 MiB instead of 12 after 5,000
+/// connections came and went). Two cheap nudges fix it: a worker that goes idle collects its own
+/// heap (at most once a second, and thoroughly, visiting full pages too, at most every 5 s), and
+/// a background thread asks the arenas every two seconds to purge what has expired.
+mod memory {
+    use std::cell::Cell;
+    use std::time::{Duration, Instant};
+
+    /// The least time between two collections by one worker.
+    const EVERY: Duration = Duration::from_secs(1);
+    /// The least time between two thorough collections by one worker.
+    const THOROUGH_EVERY: Duration = Duration::from_secs(5);
+
+    thread_local! {
+        /// When this worker last collected, and last collected thoroughly.
+        static LAST: Cell<Option<(Instant, Instant)>> = const { Cell::new(None) };
+    }
+
+    /// Collects this worker's heap when it parks, rate-limited per thread.
+    pub fn on_park() {
+        let now = Instant::now();
+        let due = LAST.with(|last| match last.get() {
+            Some((t, _)) if now.duration_since(t) < EVERY => None,
+            Some((_, f)) if now.duration_since(f) < THOROUGH_EVERY => {
+                last.set(Some((now, f)));
+                Some(false)
+            }
+            _ => {
+                last.set(Some((now, now)));
+                Some(true)
+            }
+        });
+        if let Some(thorough) = due {
+            collect(thorough);
+        }
+    }
+
+    /// Starts the thread that lets the arenas purge expired ranges program-wide.
+    pub fn start_purger() {
+        let spawned = std::thread::Builder::new()
+            .name("herald-purge".into())
+            .spawn(|| loop {
+                std::thread::sleep(Duration::from_secs(2));
+                collect(false);
+            });
+        if let Err(e) = spawned {
+            tracing::warn!("cannot start the memory purge thread: {e}");
+        }
+    }
+
+    #[allow(unsafe_code)]
+    fn collect(thorough: bool) {
+        // SAFETY: `mi_collect` takes no pointers and may be called from any thread at any time;
+        // it only frees what is already unused (mimalloc's documented contract: `force` makes
+        // it visit every page and purge at once), so it cannot invalidate a live allocation.
+        unsafe { libmimalloc_sys::mi_collect(thorough) }
+    }
+}
+
 /// Herald: a Pusher Channels protocol server, drop-in for Laravel Reverb.
 #[derive(Parser)]
 #[command(version, about)]
@@ -196,7 +260,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
+                .on_thread_park(memory::on_park)
                 .build()?;
+            memory::start_purger();
             runtime.block_on(async {
                 let server = Server::bind(config.clone()).await?;
                 let addr = server.local_addr();
