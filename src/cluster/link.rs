@@ -309,7 +309,51 @@ fn add_op(shared: &Shared, pipe: &mut redis::Pipeline, op: &Op) {
             join_cmd(shared, pipe, &args);
         }
         Op::Leave { app, channel, user } => leave_cmd(shared, pipe, app, channel, user),
+        Op::Online { app, user } => user_cmd(shared, pipe, &shared.scripts.online, app, user),
+        Op::Offline { app, user } => user_cmd(shared, pipe, &shared.scripts.offline, app, user),
+        Op::Watch { app, socket, ids } => watch_cmd(shared, pipe, app, socket, ids),
     }
+}
+
+/// The online or offline script (watchlist events) for one of this node's signed-in users.
+pub(super) fn user_cmd(
+    shared: &Shared,
+    pipe: &mut redis::Pipeline,
+    script: &str,
+    app: &str,
+    user: &str,
+) {
+    pipe.cmd("EVAL")
+        .arg(script)
+        .arg(0)
+        .arg(&shared.prefix)
+        .arg(&shared.node)
+        .arg(app)
+        .arg(user)
+        .arg(&shared.bus)
+        .ignore();
+}
+
+/// The watch script: a watcher's snapshot, answered on this node's channel.
+pub(super) fn watch_cmd(
+    shared: &Shared,
+    pipe: &mut redis::Pipeline,
+    app: &str,
+    socket: &str,
+    ids: &[Arc<str>],
+) {
+    let cmd = pipe
+        .cmd("EVAL")
+        .arg(&shared.scripts.watch)
+        .arg(0)
+        .arg(&shared.prefix)
+        .arg(app)
+        .arg(socket)
+        .arg(&shared.inbox);
+    for id in ids {
+        cmd.arg(id.as_ref());
+    }
+    cmd.ignore();
 }
 
 /// The leave script for one of this node's presence entries.
@@ -417,9 +461,34 @@ pub(super) async fn heartbeat(
             .await?;
         if reaped == 1 {
             tracing::warn!(%node, "cluster: node stopped heartbeating; removed its sockets cluster-wide");
+            counts_changed_everywhere(shared, conn).await?;
         }
     }
     Ok(())
+}
+
+/// Subscription counting: a node's counts vanished, so every channel's cluster-wide count may
+/// have changed; this node re-sends its own, the others on the published notice.
+async fn counts_changed_everywhere(
+    shared: &Shared,
+    conn: &mut ConnectionManager,
+) -> RedisResult<()> {
+    let counting: Vec<_> = shared
+        .apps
+        .all()
+        .filter(|a| a.config.subscription_count)
+        .collect();
+    if counting.is_empty() {
+        return Ok(());
+    }
+    for app in counting {
+        shared.local.mark_all_counts(app.id());
+    }
+    redis::cmd("PUBLISH")
+        .arg(&shared.bus)
+        .arg(super::wire::count(&shared.node, "", "").as_ref())
+        .query_async(conn)
+        .await
 }
 
 /// Asks Redis to send this node the member list of every presence channel it has sockets in,
@@ -462,6 +531,9 @@ pub(super) fn log_dropped(why: &str, op: &Op, total: u64) {
         Op::CacheSet { .. } => "cache write",
         Op::Join { .. } => "presence join",
         Op::Leave { .. } => "presence leave",
+        Op::Online { .. } => "watchlist online",
+        Op::Offline { .. } => "watchlist offline",
+        Op::Watch { .. } => "watchlist snapshot",
     };
     if total <= 10 || total.is_power_of_two() {
         tracing::warn!(total, "cluster: dropped a {what}: {why}");

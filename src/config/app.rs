@@ -97,6 +97,14 @@ pub struct AppConfig {
     /// Reverb's `rate_limiting`: a cap on every message one connection sends.
     #[serde(default)]
     pub rate_limiting: RateLimiting,
+    /// Pusher's "Watchlist events": a signed-in user's `watchlist` receives
+    /// `pusher_internal:watchlist_events` (online/offline of the watched user ids).
+    #[serde(default)]
+    pub watchlist_events: bool,
+    /// Pusher's "subscription counting": subscribers of non-presence channels receive
+    /// `pusher_internal:subscription_count` as the channel's count changes.
+    #[serde(default)]
+    pub subscription_count: bool,
 }
 
 /// Reverb 1.9's per-connection message rate limit (`[apps.rate_limiting]`): at most
@@ -191,6 +199,8 @@ impl AppConfig {
             cache_ttl: 1800,
             max_channels_per_connection: 1000,
             rate_limiting: RateLimiting::default(),
+            watchlist_events: false,
+            subscription_count: false,
         }
     }
 
