@@ -16,7 +16,7 @@ use crate::apps::AppRegistry;
 use crate::channels::cache::CacheStore;
 use crate::channels::ChannelRegistry;
 use crate::outbox::{Outbox, SocketId};
-use crate::protocol::PusherError;
+use crate::protocol::{ChannelKind, PusherError};
 use crate::watchlist::Watchlists;
 
 /// The state of one app on this node.
@@ -79,13 +79,16 @@ impl LocalState {
         }
     }
 
-    /// Marks every occupied channel of an app (a node died: the cluster-wide counts changed).
+    /// Marks every occupied non-presence channel of an app (a node died: the cluster-wide
+    /// counts changed).
     pub fn mark_all_counts(&self, app_id: &str) {
         if let Some(ns) = self.ns(app_id) {
             let names = ns.channels.list("");
-            ns.count_marks
-                .lock()
-                .extend(names.into_iter().map(|(name, _)| name));
+            let counted = names
+                .into_iter()
+                .map(|(name, _)| name)
+                .filter(|name| !ChannelKind::of(name).is_presence());
+            ns.count_marks.lock().extend(counted);
             self.count_wake.notify_one();
         }
     }
