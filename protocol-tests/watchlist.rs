@@ -159,6 +159,10 @@ async fn a_burst_of_subscribers_is_coalesced() {
     while let Some(v) = first.recv_within(Duration::from_millis(400)).await {
         frames.push(v);
     }
+    eprintln!(
+        "burst: {} count frames at the first subscriber for 60 joins",
+        frames.len()
+    );
     assert!(frames.len() <= 10, "{} frames for 60 joins", frames.len());
     let last = frames.last().expect("a count");
     assert_eq!(last["data"], r#"{"subscription_count":61}"#);
