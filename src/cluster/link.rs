@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::state::{flush_counts, rejoin_pending, resync};
+use super::users::{counts_changed_everywhere, user_cmd, watch_cmd};
 use super::{queries, Op, Shared};
 
 /// Writes sent in one pipeline.
@@ -315,47 +316,6 @@ fn add_op(shared: &Shared, pipe: &mut redis::Pipeline, op: &Op) {
     }
 }
 
-/// The online or offline script (watchlist events) for one of this node's signed-in users.
-pub(super) fn user_cmd(
-    shared: &Shared,
-    pipe: &mut redis::Pipeline,
-    script: &str,
-    app: &str,
-    user: &str,
-) {
-    pipe.cmd("EVAL")
-        .arg(script)
-        .arg(0)
-        .arg(&shared.prefix)
-        .arg(&shared.node)
-        .arg(app)
-        .arg(user)
-        .arg(&shared.bus)
-        .ignore();
-}
-
-/// The watch script: a watcher's snapshot, answered on this node's channel.
-pub(super) fn watch_cmd(
-    shared: &Shared,
-    pipe: &mut redis::Pipeline,
-    app: &str,
-    socket: &str,
-    ids: &[Arc<str>],
-) {
-    let cmd = pipe
-        .cmd("EVAL")
-        .arg(&shared.scripts.watch)
-        .arg(0)
-        .arg(&shared.prefix)
-        .arg(app)
-        .arg(socket)
-        .arg(&shared.inbox);
-    for id in ids {
-        cmd.arg(id.as_ref());
-    }
-    cmd.ignore();
-}
-
 /// The leave script for one of this node's presence entries.
 pub(super) fn leave_cmd(
     shared: &Shared,
@@ -465,30 +425,6 @@ pub(super) async fn heartbeat(
         }
     }
     Ok(())
-}
-
-/// Subscription counting: a node's counts vanished, so every channel's cluster-wide count may
-/// have changed; this node re-sends its own, the others on the published notice.
-async fn counts_changed_everywhere(
-    shared: &Shared,
-    conn: &mut ConnectionManager,
-) -> RedisResult<()> {
-    let counting: Vec<_> = shared
-        .apps
-        .all()
-        .filter(|a| a.config.subscription_count)
-        .collect();
-    if counting.is_empty() {
-        return Ok(());
-    }
-    for app in counting {
-        shared.local.mark_all_counts(app.id());
-    }
-    redis::cmd("PUBLISH")
-        .arg(&shared.bus)
-        .arg(super::wire::count(&shared.node, "", "").as_ref())
-        .query_async(conn)
-        .await
 }
 
 /// Asks Redis to send this node the member list of every presence channel it has sockets in,

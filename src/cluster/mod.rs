@@ -18,6 +18,7 @@ mod listener;
 mod queries;
 pub mod scripts;
 mod state;
+mod users;
 pub mod wire;
 
 use std::collections::{HashSet, VecDeque};

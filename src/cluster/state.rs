@@ -10,7 +10,8 @@ use redis::aio::ConnectionManager;
 use redis::RedisResult;
 use tokio::time::Instant;
 
-use super::link::{join_cmd, leave_cmd, user_cmd, watch_cmd, JoinArgs, LinkState};
+use super::link::{join_cmd, leave_cmd, JoinArgs, LinkState};
+use super::users::{user_cmd, watch_cmd};
 use super::{queries, wire, Shared};
 use crate::protocol::ChannelKind;
 
