@@ -73,6 +73,9 @@ impl Adapter {
         let after = kind.cache.then(|| ns.cache.replay_frame(channel).0);
         let max = app.config.max_presence_members;
         let joined = ns.channels.subscribe(channel, outbox, member, max, after)?;
+        if !joined.already {
+            self.subscription_count_changed(app, channel, kind);
+        }
         if let Some(c) = &self.cluster {
             c.touch(app.id(), channel);
             if let (true, Some(m)) = (joined.pending, member) {
@@ -86,6 +89,9 @@ impl Adapter {
     /// clustered).
     pub fn unsubscribe(&self, app: &App, channel: &str, id: SocketId) -> Option<Left> {
         let left = self.ns(app).channels.unsubscribe(channel, id);
+        if left.is_some() {
+            self.subscription_count_changed(app, channel, ChannelKind::of(channel));
+        }
         if let (Some(c), Some(l)) = (&self.cluster, &left) {
             c.touch(app.id(), channel);
             if let Some(user) = &l.user {
@@ -93,6 +99,30 @@ impl Adapter {
             }
         }
         left
+    }
+
+    /// THE place where a channel's subscription count on this node changes (every subscribe
+    /// that added a socket, every unsubscribe that removed one, disconnects included). With
+    /// the app's `subscription_count` on, non-presence channels are marked here for
+    /// `crate::counting`, which sends the (cluster-wide) count to their subscribers, coalesced
+    /// and throttled. Clustered, the link also tells the other nodes (`Cluster::touch`, then a
+    /// count notice after the new count is in Redis). A `subscription_count` webhook belongs here.
+    fn subscription_count_changed(&self, app: &App, channel: &str, kind: ChannelKind) {
+        if app.config.subscription_count && !kind.is_presence() {
+            self.local.mark_count(app.id(), channel);
+        }
+    }
+
+    /// Sends `pusher_internal:subscription_count` with `count` to this node's subscribers of a
+    /// channel (serialised once); see `crate::counting`.
+    pub fn send_subscription_count(&self, app: &App, channel: &str, count: usize) {
+        let frame = outbound::subscription_count(channel, count);
+        self.ns(app).channels.publish(channel, &frame, None);
+    }
+
+    /// This node's state (for `crate::counting`).
+    pub fn local_state(&self) -> &LocalState {
+        &self.local
     }
 
     /// Whether a socket is subscribed to a channel.
@@ -144,14 +174,46 @@ impl Adapter {
         Ok(())
     }
 
-    /// Records that a socket signed in as `user`.
-    pub fn sign_in(&self, app: &App, user: &str, outbox: &Outbox) {
-        self.ns(app).sign_in(user, outbox);
+    /// Records that a socket signed in as `user`. With the app's `watchlist_events` on, the
+    /// user's watchers learn it came online (its first signed-in socket, cluster-wide when
+    /// clustered), and the socket watches `watchlist`: it is sent who of those is online now
+    /// (alone: at once; clustered: when Redis answers, in order with the transitions).
+    pub fn sign_in(&self, app: &App, user: &str, outbox: &Outbox, watchlist: Vec<Arc<str>>) {
+        let ns = self.ns(app);
+        if !app.config.watchlist_events {
+            ns.sign_in(user, outbox);
+            return;
+        }
+        let Some(c) = &self.cluster else {
+            return ns.sign_in_watching(user, outbox, watchlist);
+        };
+        // The lock orders this node's online/offline writes as its sign-ins happened.
+        let mut w = ns.watchlists.lock();
+        if ns.sign_in(user, outbox) {
+            c.online(app.id(), user);
+        }
+        if !watchlist.is_empty() {
+            c.watch(app.id(), outbox.id(), &watchlist);
+            w.add(outbox, watchlist, true);
+        }
     }
 
-    /// Forgets a signed-in socket (on disconnect).
+    /// Forgets a signed-in socket (on disconnect); its user goes offline for the watchers when
+    /// it was the last one.
     pub fn sign_out(&self, app: &App, user: &str, id: SocketId) {
-        self.ns(app).sign_out(user, id);
+        let ns = self.ns(app);
+        if !app.config.watchlist_events {
+            ns.sign_out(user, id);
+            return;
+        }
+        let Some(c) = &self.cluster else {
+            return ns.sign_out_watching(user, id);
+        };
+        let mut w = ns.watchlists.lock();
+        w.remove(id);
+        if ns.sign_out(user, id) {
+            c.offline(app.id(), user);
+        }
     }
 
     /// Closes (4009) every socket signed in as `user` or joined to a presence channel as

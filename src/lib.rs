@@ -3,8 +3,8 @@
 //! The modules follow the layering of `docs/architecture.md` (a module imports only from lower
 //! layers): wire types and config at the bottom (`config`, `protocol`), app registry,
 //! per-socket outboxes and the pre-upgrade budgets (`apps`, `outbox`, `limits`), pure signatures and channel membership (`auth`,
-//! `channels`), this node's state (`local`), the Redis cluster link (`cluster`), the
-//! cross-socket seam (`adapter`), the WebSocket and HTTP sides (`socket`, `http`), and `server`
+//! `channels`, `watchlist`), this node's state (`local`), the Redis cluster link (`cluster`), the
+//! cross-socket seam (`adapter`), subscription counting (`counting`), the WebSocket and HTTP sides (`socket`, `http`), and `server`
 //! composing them.
 
 pub mod adapter;
@@ -13,6 +13,7 @@ pub mod auth;
 pub mod channels;
 pub mod cluster;
 pub mod config;
+pub mod counting;
 pub mod http;
 pub mod limits;
 pub mod local;
@@ -20,6 +21,7 @@ pub mod outbox;
 pub mod protocol;
 pub mod server;
 pub mod socket;
+pub mod watchlist;
 
 #[cfg(test)]
 mod proptests;

@@ -1,19 +1,23 @@
 //! The state this node holds for its own sockets: per app, channel membership, cache-channel
-//! contents and signed-in users. The [`crate::adapter::Adapter`] is the only way the socket and
+//! contents, signed-in users, watchlist watchers and the channels whose subscription count
+//! changed (for `crate::counting`). The [`crate::adapter::Adapter`] is the only way the socket and
 //! HTTP sides reach it; the cluster link (`crate::cluster`) also writes into it when messages from
 //! other nodes arrive.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use dashmap::DashMap;
+use parking_lot::Mutex;
+use tokio::sync::Notify;
 
 use crate::apps::AppRegistry;
 use crate::channels::cache::CacheStore;
 use crate::channels::ChannelRegistry;
 use crate::outbox::{Outbox, SocketId};
-use crate::protocol::PusherError;
+use crate::protocol::{ChannelKind, PusherError};
+use crate::watchlist::Watchlists;
 
 /// The state of one app on this node.
 #[derive(Debug, Default)]
@@ -26,12 +30,19 @@ pub struct Namespace {
     users: DashMap<String, HashMap<SocketId, Outbox>>,
     /// `cache_ttl` of the app, for events stored on behalf of other nodes.
     pub cache_ttl: Duration,
+    /// Watchlist events: who watches whom (apps with `watchlist_events` only).
+    pub watchlists: Watchlists,
+    /// Channels whose subscription count changed since `crate::counting` last looked (apps
+    /// with `subscription_count` only).
+    count_marks: Mutex<HashSet<String>>,
 }
 
 /// Every app's namespace on this node, fixed at start-up.
 #[derive(Debug)]
 pub struct LocalState {
     namespaces: HashMap<String, Namespace>,
+    /// Wakes `crate::counting` when a channel's count was marked.
+    count_wake: Notify,
 }
 
 impl LocalState {
@@ -52,7 +63,46 @@ impl LocalState {
                 (a.id().to_owned(), ns)
             })
             .collect();
-        Self { namespaces }
+        Self {
+            namespaces,
+            count_wake: Notify::new(),
+        }
+    }
+
+    /// Marks a channel whose subscription count (local or cluster-wide) changed, for
+    /// `crate::counting` to send `pusher_internal:subscription_count` to its local subscribers.
+    pub fn mark_count(&self, app_id: &str, channel: &str) {
+        if let Some(ns) = self.ns(app_id) {
+            if ns.count_marks.lock().insert(channel.to_owned()) {
+                self.count_wake.notify_one();
+            }
+        }
+    }
+
+    /// Marks every occupied non-presence channel of an app (a node died: the cluster-wide
+    /// counts changed).
+    pub fn mark_all_counts(&self, app_id: &str) {
+        if let Some(ns) = self.ns(app_id) {
+            let names = ns.channels.list("");
+            let counted = names
+                .into_iter()
+                .map(|(name, _)| name)
+                .filter(|name| !ChannelKind::of(name).is_presence());
+            ns.count_marks.lock().extend(counted);
+            self.count_wake.notify_one();
+        }
+    }
+
+    /// Waits until a channel is marked.
+    pub async fn count_marked(&self) {
+        self.count_wake.notified().await;
+    }
+
+    /// Takes the marked channels of an app.
+    pub fn take_count_marks(&self, app_id: &str) -> HashSet<String> {
+        self.ns(app_id)
+            .map(|ns| std::mem::take(&mut *ns.count_marks.lock()))
+            .unwrap_or_default()
     }
 
     /// The namespace of a configured app.
@@ -67,20 +117,57 @@ impl LocalState {
 }
 
 impl Namespace {
-    /// Records that a socket signed in as `user`.
-    pub fn sign_in(&self, user: &str, outbox: &Outbox) {
-        self.users
-            .entry(user.to_owned())
-            .or_default()
-            .insert(outbox.id(), outbox.clone());
+    /// Records that a socket signed in as `user`; true when it is the user's first signed-in
+    /// socket on this node (the user came online here).
+    pub fn sign_in(&self, user: &str, outbox: &Outbox) -> bool {
+        let mut sockets = self.users.entry(user.to_owned()).or_default();
+        let first = sockets.is_empty();
+        sockets.insert(outbox.id(), outbox.clone());
+        first
     }
 
-    /// Forgets a signed-in socket (on disconnect).
-    pub fn sign_out(&self, user: &str, id: SocketId) {
-        if let Some(mut sockets) = self.users.get_mut(user) {
-            sockets.remove(&id);
+    /// Forgets a signed-in socket (on disconnect); true when it was the user's last signed-in
+    /// socket on this node (the user went offline here).
+    pub fn sign_out(&self, user: &str, id: SocketId) -> bool {
+        let removed = match self.users.get_mut(user) {
+            Some(mut sockets) => sockets.remove(&id).is_some(),
+            None => false,
+        };
+        removed && self.users.remove_if(user, |_, s| s.is_empty()).is_some()
+    }
+
+    /// Whether `user` is signed in on at least one of this node's sockets.
+    pub fn is_online(&self, user: &str) -> bool {
+        self.users.contains_key(user)
+    }
+
+    /// The users signed in on this node (for re-registering with the cluster).
+    pub fn online_users(&self) -> Vec<String> {
+        self.users.iter().map(|e| e.key().clone()).collect()
+    }
+
+    /// Alone, with watchlist events on: records the sign-in, tells the user's watchers when it
+    /// came online, then registers the socket as a watcher of `watchlist` and sends it who of
+    /// those is online, all under the app's watchlist lock so no transition slips between.
+    pub fn sign_in_watching(&self, user: &str, outbox: &Outbox, watchlist: Vec<Arc<str>>) {
+        let mut w = self.watchlists.lock();
+        if self.sign_in(user, outbox) {
+            w.announce(user, true);
         }
-        self.users.remove_if(user, |_, s| s.is_empty());
+        if !watchlist.is_empty() {
+            w.add(outbox, watchlist, true);
+            w.confirm(outbox.id(), |_, u| self.is_online(u));
+        }
+    }
+
+    /// Alone, with watchlist events on: forgets the socket as a watcher and a sign-in, and tells
+    /// the user's watchers when it was their last socket.
+    pub fn sign_out_watching(&self, user: &str, id: SocketId) {
+        let mut w = self.watchlists.lock();
+        w.remove(id);
+        if self.sign_out(user, id) {
+            w.announce(user, false);
+        }
     }
 
     /// Closes (4009) every local socket signed in as `user` or joined to a presence channel as

@@ -152,6 +152,10 @@ impl Server {
         let ctx = self.router.sockets.clone();
         let (token, tracker) = (ctx.shutdown.clone(), ctx.tracker.clone());
         tracker.spawn(sweep_caches(ctx.adapter.clone(), token.clone()));
+        if crate::counting::wanted(&ctx.apps) {
+            let (adapter, apps) = (ctx.adapter.clone(), ctx.apps.clone());
+            tracker.spawn(crate::counting::run(adapter, apps, token.clone()));
+        }
         tokio::pin!(shutdown);
         let accept_errors = QuietLog::new("failed accepts", Level::Warn, QUIET_INTERVAL);
         let mut backoff = ACCEPT_BACKOFF.0;

@@ -8,7 +8,8 @@
 //!   terminate_connections, the per-app connection quota;
 //! - `queries`: channel, user and connection queries answered cluster-wide from any node;
 //! - `failures`: a node killed with SIGKILL, Redis down, Redis restarted empty;
-//! - `garbage`: foreign and damaged messages on the cluster's pub/sub channel.
+//! - `garbage`: foreign and damaged messages on the cluster's pub/sub channel;
+//! - `watchlist`: watchlist events and subscription counts across nodes, a node killed.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -21,3 +22,4 @@ mod node;
 mod presence;
 mod queries;
 mod redis_proc;
+mod watchlist;

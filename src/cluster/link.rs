@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::state::{flush_counts, rejoin_pending, resync};
+use super::users::{counts_changed_everywhere, user_cmd, watch_cmd};
 use super::{queries, Op, Shared};
 
 /// Writes sent in one pipeline.
@@ -309,6 +310,9 @@ fn add_op(shared: &Shared, pipe: &mut redis::Pipeline, op: &Op) {
             join_cmd(shared, pipe, &args);
         }
         Op::Leave { app, channel, user } => leave_cmd(shared, pipe, app, channel, user),
+        Op::Online { app, user } => user_cmd(shared, pipe, &shared.scripts.online, app, user),
+        Op::Offline { app, user } => user_cmd(shared, pipe, &shared.scripts.offline, app, user),
+        Op::Watch { app, socket, ids } => watch_cmd(shared, pipe, app, socket, ids),
     }
 }
 
@@ -417,6 +421,7 @@ pub(super) async fn heartbeat(
             .await?;
         if reaped == 1 {
             tracing::warn!(%node, "cluster: node stopped heartbeating; removed its sockets cluster-wide");
+            counts_changed_everywhere(shared, conn).await?;
         }
     }
     Ok(())
@@ -462,6 +467,9 @@ pub(super) fn log_dropped(why: &str, op: &Op, total: u64) {
         Op::CacheSet { .. } => "cache write",
         Op::Join { .. } => "presence join",
         Op::Leave { .. } => "presence leave",
+        Op::Online { .. } => "watchlist online",
+        Op::Offline { .. } => "watchlist offline",
+        Op::Watch { .. } => "watchlist snapshot",
     };
     if total <= 10 || total.is_power_of_two() {
         tracing::warn!(total, "cluster: dropped a {what}: {why}");

@@ -176,6 +176,39 @@ fn dispatch(shared: &Shared, payload: &[u8]) {
                 *peers = std::sync::Arc::new(list);
             }
         }
+        Message::Presence { app, user, online } => {
+            if let Some(ns) = shared.local.ns(app) {
+                ns.watchlists.lock().announce(user, online);
+            }
+        }
+        Message::Watched { app, socket, flags } => {
+            if let Some(ns) = shared.local.ns(app) {
+                let flags = flags.as_bytes();
+                ns.watchlists
+                    .lock()
+                    .confirm(socket, |i, _| flags.get(i) == Some(&b'1'));
+            }
+        }
+        Message::Count { node, app, channel } => {
+            if node == shared.node {
+                return;
+            }
+            if app.is_empty() {
+                for a in shared.apps.all().filter(|a| a.config.subscription_count) {
+                    shared.local.mark_all_counts(a.id());
+                }
+            } else if shared
+                .apps
+                .by_id(app)
+                .is_some_and(|a| a.config.subscription_count)
+                && shared
+                    .local
+                    .ns(app)
+                    .is_some_and(|ns| ns.channels.counts(channel).subscriptions > 0)
+            {
+                shared.local.mark_count(app, channel);
+            }
+        }
         Message::Terminate { node, app, user } => {
             if node != shared.node {
                 if let Some(ns) = shared.local.ns(app) {

@@ -18,6 +18,7 @@ mod listener;
 mod queries;
 pub mod scripts;
 mod state;
+mod users;
 pub mod wire;
 
 use std::collections::{HashSet, VecDeque};
@@ -88,6 +89,17 @@ enum Op {
         app: String,
         channel: String,
         user: Arc<str>,
+    },
+    /// Watchlist events: the node's first signed-in socket of a user (`scripts::ONLINE_BODY`).
+    Online { app: String, user: String },
+    /// Watchlist events: the node's last signed-in socket of a user went.
+    Offline { app: String, user: String },
+    /// Watchlist events: which of `ids` are online, answered on this node's channel for
+    /// `socket` (`scripts::WATCH_BODY`).
+    Watch {
+        app: String,
+        socket: String,
+        ids: Vec<Arc<str>>,
     },
 }
 
@@ -267,6 +279,33 @@ impl Cluster {
             app: app_id.to_owned(),
             channel: channel.to_owned(),
             user,
+        });
+    }
+
+    /// Watchlist events: this node's first signed-in socket of `user`.
+    pub fn online(&self, app_id: &str, user: &str) {
+        self.push(Op::Online {
+            app: app_id.to_owned(),
+            user: user.to_owned(),
+        });
+    }
+
+    /// Watchlist events: this node's last signed-in socket of `user` went.
+    pub fn offline(&self, app_id: &str, user: &str) {
+        self.push(Op::Offline {
+            app: app_id.to_owned(),
+            user: user.to_owned(),
+        });
+    }
+
+    /// Watchlist events: asks which of `ids` are online; the answer comes back to the listener
+    /// in Redis order with the online/offline transitions, so the (pending) watcher neither
+    /// misses nor doubles one.
+    pub fn watch(&self, app_id: &str, socket: SocketId, ids: &[Arc<str>]) {
+        self.shared.push(Op::Watch {
+            app: app_id.to_owned(),
+            socket: socket.to_string(),
+            ids: ids.to_vec(),
         });
     }
 

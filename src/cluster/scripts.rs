@@ -11,7 +11,9 @@
 //! - `P n:{node}:conns`: hash, app → the node's open connections;
 //! - `P pm:{app}:{channel}`: hash, user → member (`MemberData::to_wire`);
 //! - `P pc:{app}:{channel}`: hash, user → how many nodes hold that user;
-//! - `P cache:{app}:{channel}`: a cache channel's last event (`event \n data`), with a TTL.
+//! - `P cache:{app}:{channel}`: a cache channel's last event (`event \n data`), with a TTL;
+//! - `P n:{node}:users`: set of `app \n user` signed-in users the node holds (watchlist events);
+//! - `P on:{app}`: hash, user → how many nodes hold a signed-in socket of that user.
 //!
 //! Scripts build key names from the prefix, so they need a standalone Redis (or Valkey), not
 //! Redis Cluster, as Reverb does.
@@ -38,6 +40,47 @@ local function leave(P, node, app, ch, user, pubsub)
   end
   return 1
 end
+local function offline(P, node, app, user, pubsub)
+  if redis.call('SREM', P .. 'n:' .. node .. ':users', app .. '\n' .. user) == 0 then
+    return 0
+  end
+  local on = P .. 'on:' .. app
+  if redis.call('HINCRBY', on, user, -1) <= 0 then
+    redis.call('HDEL', on, user)
+    redis.call('PUBLISH', pubsub, 'H1\nWF\n' .. app .. '\n' .. user)
+  end
+  return 1
+end
+"#;
+
+/// ARGV: prefix, node, app, user, cluster channel. The node's first signed-in socket of a
+/// user: publishes `WO` (online) when the user is new cluster-wide.
+const ONLINE_BODY: &str = r#"
+local P, node, app, user = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+if redis.call('SADD', P .. 'n:' .. node .. ':users', app .. '\n' .. user) == 1 then
+  if redis.call('HINCRBY', P .. 'on:' .. app, user, 1) == 1 then
+    redis.call('PUBLISH', ARGV[5], 'H1\nWO\n' .. app .. '\n' .. user)
+  end
+end
+return 1
+"#;
+
+/// ARGV: prefix, node, app, user, cluster channel. The node's last signed-in socket of a user
+/// went: publishes `WF` (offline) when no node holds the user any more.
+const OFFLINE_BODY: &str = r#"
+return offline(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
+"#;
+
+/// ARGV: prefix, app, socket, node channel, then the watched ids. Publishes to the node
+/// `WS` with one flag per id ('1' online, '0' offline), in Redis order with `WO` / `WF`.
+const WATCH_BODY: &str = r#"
+local on = ARGV[1] .. 'on:' .. ARGV[2]
+local flags = {}
+for i = 5, #ARGV do
+  flags[#flags + 1] = tostring(redis.call('HEXISTS', on, ARGV[i]))
+end
+redis.call('PUBLISH', ARGV[4], 'H1\nWS\n' .. ARGV[2] .. '\n' .. ARGV[3] .. '\n' .. table.concat(flags))
+return 1
 "#;
 
 /// ARGV: prefix, node, app, channel, user, member, socket ('' = no confirmation), max members,
@@ -96,7 +139,8 @@ return {added, live, dead}
 
 /// ARGV: prefix, node id, cluster channel, timeout ms ('' = unconditionally: a node leaving).
 /// Removes a node and all it held, publishing member_removed for each user it was the last
-/// holder of. Returns 0 when the node heartbeated again meanwhile. Safe to run from several
+/// holder of, and offline (watchlist events) for each signed-in user it was the last holder
+/// of. Returns 0 when the node heartbeated again meanwhile. Safe to run from several
 /// survivors at once: the second finds nothing left, so each event is published once.
 const REAP_BODY: &str = r#"
 local P, dead, pubsub = ARGV[1], ARGV[2], ARGV[3]
@@ -110,7 +154,12 @@ for _, entry in ipairs(redis.call('SMEMBERS', pres)) do
   local app, ch, user = string.match(entry, '^([^\n]*)\n([^\n]*)\n(.*)$')
   if app then leave(P, dead, app, ch, user, pubsub) end
 end
-redis.call('DEL', pres, P .. 'n:' .. dead .. ':subs', P .. 'n:' .. dead .. ':conns')
+local users = P .. 'n:' .. dead .. ':users'
+for _, entry in ipairs(redis.call('SMEMBERS', users)) do
+  local app, user = string.match(entry, '^([^\n]*)\n(.*)$')
+  if app then offline(P, dead, app, user, pubsub) end
+end
+redis.call('DEL', pres, users, P .. 'n:' .. dead .. ':subs', P .. 'n:' .. dead .. ':conns')
 return 1
 "#;
 
@@ -138,6 +187,12 @@ pub struct Scripts {
     pub reap: String,
     /// See `MEMBERS_BODY`.
     pub members: String,
+    /// See `ONLINE_BODY`.
+    pub online: String,
+    /// See `OFFLINE_BODY`.
+    pub offline: String,
+    /// See `WATCH_BODY`.
+    pub watch: String,
 }
 
 impl Scripts {
@@ -150,6 +205,9 @@ impl Scripts {
             heartbeat: with(HEARTBEAT_BODY),
             reap: with(REAP_BODY),
             members: with(MEMBERS_BODY),
+            online: with(ONLINE_BODY),
+            offline: with(OFFLINE_BODY),
+            watch: with(WATCH_BODY),
         }
     }
 }

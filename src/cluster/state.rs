@@ -11,7 +11,9 @@ use redis::RedisResult;
 use tokio::time::Instant;
 
 use super::link::{join_cmd, leave_cmd, JoinArgs, LinkState};
+use super::users::{user_cmd, watch_cmd};
 use super::{queries, wire, Shared};
+use crate::protocol::ChannelKind;
 
 /// Writes changed subscription and connection counts (all of them when `all`).
 pub(super) async fn flush_counts(
@@ -35,6 +37,15 @@ pub(super) async fn flush_counts(
             pipe.hdel(&subs_key, field).ignore();
         } else {
             pipe.hset(&subs_key, field, n).ignore();
+        }
+        // Subscription counting: the other nodes re-read the count once it is in Redis.
+        let counting = shared
+            .apps
+            .by_id(app)
+            .is_some_and(|a| a.config.subscription_count);
+        if counting && !ChannelKind::of(channel).is_presence() {
+            let notice = wire::count(&shared.node, app, channel);
+            pipe.publish(&shared.bus, notice.as_ref()).ignore();
         }
         any = true;
     }
@@ -107,6 +118,7 @@ pub(super) async fn resync(
         }
     }
     counts.query_async::<()>(conn).await?;
+    resync_users(shared, conn, &mut joins).await?;
     let held: Vec<String> = redis::cmd("SMEMBERS")
         .arg(&pres_key)
         .query_async(conn)
@@ -130,6 +142,36 @@ pub(super) async fn resync(
     // Once the other nodes have re-registered too, tell each socket what it missed.
     st.next_reconcile = Instant::now() + shared.heartbeat * 2;
     tracing::debug!(node = %shared.node, "cluster: state re-registered");
+    Ok(())
+}
+
+/// Watchlist events: registers this node's signed-in users (announcing those new
+/// cluster-wide) and queues offline for those Redis still lists but this node no longer holds.
+async fn resync_users(
+    shared: &Shared,
+    conn: &mut ConnectionManager,
+    pipe: &mut redis::Pipeline,
+) -> RedisResult<()> {
+    let users_key = format!("{}n:{}:users", shared.prefix, shared.node);
+    let mut keep: HashSet<String> = HashSet::new();
+    for app in shared.apps.all().filter(|a| a.config.watchlist_events) {
+        let Some(ns) = shared.local.ns(app.id()) else {
+            continue;
+        };
+        for user in ns.online_users() {
+            user_cmd(shared, pipe, &shared.scripts.online, app.id(), &user);
+            keep.insert(format!("{}\n{user}", app.id()));
+        }
+    }
+    let held: Vec<String> = redis::cmd("SMEMBERS")
+        .arg(&users_key)
+        .query_async(conn)
+        .await?;
+    for entry in held.iter().filter(|e| !keep.contains(*e)) {
+        if let Some((app, user)) = entry.split_once('\n') {
+            user_cmd(shared, pipe, &shared.scripts.offline, app, user);
+        }
+    }
     Ok(())
 }
 
@@ -159,6 +201,16 @@ pub(super) async fn rejoin_pending(
                 announce: true,
             };
             join_cmd(shared, &mut joins, &args);
+        }
+        // Watchers get a fresh snapshot: transitions may have been missed meanwhile.
+        if shared
+            .apps
+            .by_id(app_id)
+            .is_some_and(|a| a.config.watchlist_events)
+        {
+            for (socket, ids) in ns.watchlists.lock().repend_all() {
+                watch_cmd(shared, &mut joins, app_id, &socket.to_string(), &ids);
+            }
         }
     }
     if !joins.is_empty() {

@@ -97,6 +97,14 @@ pub struct AppConfig {
     /// Reverb's `rate_limiting`: a cap on every message one connection sends.
     #[serde(default)]
     pub rate_limiting: RateLimiting,
+    /// Pusher's "Watchlist events": a signed-in user's `watchlist` receives
+    /// `pusher_internal:watchlist_events` (online/offline of the watched user ids).
+    #[serde(default)]
+    pub watchlist_events: bool,
+    /// Pusher's "subscription counting": subscribers of non-presence channels receive
+    /// `pusher_internal:subscription_count` as the channel's count changes.
+    #[serde(default)]
+    pub subscription_count: bool,
 }
 
 /// Reverb 1.9's per-connection message rate limit (`[apps.rate_limiting]`): at most
@@ -191,6 +199,8 @@ impl AppConfig {
             cache_ttl: 1800,
             max_channels_per_connection: 1000,
             rate_limiting: RateLimiting::default(),
+            watchlist_events: false,
+            subscription_count: false,
         }
     }
 
@@ -254,8 +264,9 @@ impl AppConfig {
     }
 }
 
-/// The `REVERB_APP_*` variables Herald reads.
-const APP_VARS: [&str; 12] = [
+/// The `REVERB_APP_*` variables Herald reads (the last two are Herald's own: Reverb has
+/// neither feature).
+const APP_VARS: [&str; 14] = [
     "REVERB_APP_ID",
     "REVERB_APP_KEY",
     "REVERB_APP_SECRET",
@@ -268,6 +279,8 @@ const APP_VARS: [&str; 12] = [
     "REVERB_APP_RATE_LIMIT_MAX_ATTEMPTS",
     "REVERB_APP_RATE_LIMIT_DECAY_SECONDS",
     "REVERB_APP_RATE_LIMIT_TERMINATE",
+    "REVERB_APP_WATCHLIST_EVENTS",
+    "REVERB_APP_SUBSCRIPTION_COUNT",
 ];
 
 /// Applies `REVERB_APP_*` to the first app, creating it when there is none and any is set.
@@ -325,6 +338,12 @@ pub(super) fn apply_env(
     }
     if let Some(v) = get("REVERB_APP_RATE_LIMIT_TERMINATE") {
         rl.terminate_on_limit = parse_bool("REVERB_APP_RATE_LIMIT_TERMINATE", v)?;
+    }
+    if let Some(v) = get("REVERB_APP_WATCHLIST_EVENTS") {
+        app.watchlist_events = parse_bool("REVERB_APP_WATCHLIST_EVENTS", v)?;
+    }
+    if let Some(v) = get("REVERB_APP_SUBSCRIPTION_COUNT") {
+        app.subscription_count = parse_bool("REVERB_APP_SUBSCRIPTION_COUNT", v)?;
     }
     Ok(())
 }

@@ -350,6 +350,8 @@ mod tests {
             ("REVERB_APP_RATE_LIMIT_MAX_ATTEMPTS", "120"),
             ("REVERB_APP_RATE_LIMIT_DECAY_SECONDS", "30"),
             ("REVERB_APP_RATE_LIMIT_TERMINATE", "1"),
+            ("REVERB_APP_WATCHLIST_EVENTS", "true"),
+            ("REVERB_APP_SUBSCRIPTION_COUNT", "1"),
         ]
         .into_iter()
         .map(|(a, b)| (a.to_string(), b.to_string()))
@@ -370,6 +372,7 @@ mod tests {
         let rl = c.apps[0].rate_limiting;
         assert!(rl.enabled && rl.terminate_on_limit);
         assert_eq!((rl.max_attempts, rl.decay_seconds), (120, 30));
+        assert!(c.apps[0].watchlist_events && c.apps[0].subscription_count);
     }
 
     #[test]

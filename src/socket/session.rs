@@ -17,6 +17,7 @@ use crate::outbox::{Outbox, SocketId};
 use crate::protocol::channel::{validate, SERVER_TO_USER_PREFIX};
 use crate::protocol::outbound;
 use crate::protocol::{Access, ChannelKind, ClientMessage, PusherError};
+use crate::watchlist::parse_watchlist;
 
 /// A refused subscription: the detail for `pusher:subscription_error` and the protocol error.
 type Refusal = (String, PusherError);
@@ -260,29 +261,47 @@ impl Session {
             id: serde_json::Value,
             #[serde(default)]
             user_info: Option<Box<RawValue>>,
+            #[serde(default)]
+            watchlist: Option<serde_json::Value>,
         }
         let parsed = serde_json::from_str::<UserData>(user_data)
             .ok()
             .and_then(|u| match u.id {
-                serde_json::Value::String(id) if !id.is_empty() => Some((id, u.user_info)),
+                serde_json::Value::String(id) if !id.is_empty() => {
+                    Some((id, u.user_info, u.watchlist))
+                }
                 _ => None,
             });
-        let (id, info) = match (verified, parsed) {
+        let (id, info, watchlist) = match (verified, parsed) {
             (Ok(()), Some(user)) => user,
             (verified, _) => {
                 tracing::debug!(socket = %self.socket_id, ?verified, "sign-in refused");
                 return self.send_error(&PusherError::SigninFailed);
             }
         };
-        match &self.user {
+        let first = match &self.user {
             Some(current) if current.id != id => {
                 return self.send_error(&PusherError::SigninFailed)
             }
-            Some(_) => {}
-            None => self.adapter.sign_in(&self.app, &id, &self.outbox),
+            Some(_) => false,
+            None => true,
+        };
+        self.outbox.try_send(outbound::signin_success(user_data));
+        if first {
+            // Watchlist events: the first 100 ids are watched; more is reported, not refused.
+            let watchlist = if self.app.config.watchlist_events {
+                let (ids, cut) = parse_watchlist(watchlist.as_ref());
+                if cut {
+                    self.send_error(&PusherError::WatchlistLimit);
+                }
+                ids
+            } else {
+                Vec::new()
+            };
+            self.adapter
+                .sign_in(&self.app, &id, &self.outbox, watchlist);
         }
         self.user = Some(User { id, info });
-        self.outbox.try_send(outbound::signin_success(user_data));
     }
 
     fn client_event(

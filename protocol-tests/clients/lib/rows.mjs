@@ -27,6 +27,8 @@ export const R = {
   prefix: 'path prefix',
   shut: 'graceful shutdown and reconnect',
   echo: 'Laravel Echo flows',
+  watch: 'watchlist events',
+  subcount: 'subscription count',
 };
 
 let n = 0;
