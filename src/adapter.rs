@@ -52,7 +52,7 @@ impl Adapter {
         self.cluster.as_ref()
     }
 
-    fn ns(&self, app: &App) -> &Namespace {
+    fn ns(&self, app: &App) -> Arc<Namespace> {
         self.local
             .ns(app.id())
             .expect("every app has a namespace from start-up")
@@ -71,7 +71,7 @@ impl Adapter {
     ) -> Result<Joined, PusherError> {
         let ns = self.ns(app);
         let after = kind.cache.then(|| ns.cache.replay_frame(channel).0);
-        let max = app.config.max_presence_members;
+        let max = app.config().max_presence_members;
         let joined = ns.channels.subscribe(channel, outbox, member, max, after)?;
         if let Some(c) = &self.cluster {
             c.touch(app.id(), channel);
@@ -113,7 +113,7 @@ impl Adapter {
         let ns = self.ns(app);
         let cache = ChannelKind::of(channel).cache;
         if cache {
-            let ttl = Duration::from_secs(app.config.cache_ttl);
+            let ttl = Duration::from_secs(app.config().cache_ttl);
             ns.cache.store(channel, event, data, ttl);
         }
         let frame = outbound::event(event, channel, Some(data), None);

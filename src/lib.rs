@@ -14,12 +14,15 @@ pub mod channels;
 pub mod cluster;
 pub mod config;
 pub mod http;
+pub mod install;
 pub mod limits;
 pub mod local;
 pub mod outbox;
 pub mod protocol;
+pub mod reload;
 pub mod server;
 pub mod socket;
+pub mod tls;
 
 #[cfg(test)]
 mod proptests;

@@ -100,7 +100,7 @@ fn dispatch(shared: &Shared, payload: &[u8]) {
                 return;
             };
             if ChannelKind::of(channel).cache {
-                store_cached(ns, channel, frame.as_str());
+                store_cached(&ns, channel, frame.as_str());
             }
             ns.channels.publish(channel, &frame, except);
         }
@@ -204,7 +204,7 @@ fn store_cached(ns: &Namespace, channel: &str, frame: &str) {
             channel,
             &c.event,
             c.data.as_deref().unwrap_or(""),
-            ns.cache_ttl,
+            ns.cache_ttl(),
         );
     }
 }

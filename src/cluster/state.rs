@@ -78,13 +78,17 @@ pub(super) async fn resync(
     for (app_id, ns) in shared.local.all() {
         for (channel, c) in ns.channels.list("") {
             counts
-                .hset(&subs_key, queries::field(app_id, &channel), c.subscriptions)
+                .hset(
+                    &subs_key,
+                    queries::field(&app_id, &channel),
+                    c.subscriptions,
+                )
                 .ignore();
         }
         let max = shared
             .apps
-            .by_id(app_id)
-            .map_or(usize::MAX, |a| a.config.max_presence_members);
+            .by_id(&app_id)
+            .map_or(usize::MAX, |a| a.config().max_presence_members);
         let state = ns.channels.presence_state();
         // Pending sockets are confirmed later (`rejoin_pending`), once every node is back.
         for (channel, _, m) in &state.pending {
@@ -94,7 +98,7 @@ pub(super) async fn resync(
             keep.insert(format!("{app_id}\n{channel}\n{}", m.key));
             let wire = m.to_wire();
             let args = JoinArgs {
-                app: app_id,
+                app: &app_id,
                 channel,
                 user: &m.key,
                 member: &wire,
@@ -144,12 +148,12 @@ pub(super) async fn rejoin_pending(
     for (app_id, ns) in shared.local.all() {
         let max = shared
             .apps
-            .by_id(app_id)
-            .map_or(usize::MAX, |a| a.config.max_presence_members);
+            .by_id(&app_id)
+            .map_or(usize::MAX, |a| a.config().max_presence_members);
         for (channel, socket, m) in ns.channels.presence_state().pending {
             let (wire, sock) = (m.to_wire(), socket.to_string());
             let args = JoinArgs {
-                app: app_id,
+                app: &app_id,
                 channel: &channel,
                 user: &m.key,
                 member: &wire,
