@@ -1,6 +1,7 @@
 // Starts a real herald binary with a generated TOML config on 127.0.0.1:<free port>.
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import https from 'node:https';
 import net from 'node:net';
 import path from 'node:path';
 
@@ -37,9 +38,19 @@ export function toToml({ server = {}, apps = [], tables = {} }) {
   return out;
 }
 
+// GET https://localhost:port/path trusting `ca` (PEM); resolves to the status code.
+export function httpsStatus(port, path, ca, ms = 1000) {
+  return new Promise((resolve, reject) => {
+    const req = https.get({ host: '127.0.0.1', servername: 'localhost', port, path, ca, timeout: ms }, (res) => { res.resume(); resolve(res.statusCode); });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+  });
+}
+
 export class Herald {
-  constructor(bin, name, config, extraArgs = []) {
-    this.bin = bin; this.name = name; this.config = config; this.extraArgs = extraArgs;
+  // opts.ca: the server speaks TLS; readiness is checked over https trusting this CA (PEM).
+  constructor(bin, name, config, extraArgs = [], opts = {}) {
+    this.bin = bin; this.name = name; this.config = config; this.extraArgs = extraArgs; this.opts = opts;
     this.configPath = path.join(ARTIFACTS, `${name}.toml`);
     this.logPath = path.join(ARTIFACTS, `herald-${name}.log`);
     this.proc = null;
@@ -65,8 +76,12 @@ export class Herald {
     while (Date.now() < deadline) {
       if (this.exitInfo) throw new Error(`herald ${this.name} exited early (${JSON.stringify(this.exitInfo)}); see ${this.logPath}`);
       try {
-        const r = await fetch(`http://127.0.0.1:${this.port}${this.prefix}/up`, { signal: AbortSignal.timeout(1000) });
-        if (r.status > 0) { await r.text(); return this; }
+        if (this.opts.ca) {
+          if (await httpsStatus(this.port, `${this.prefix}/up`, this.opts.ca) > 0) return this;
+        } else {
+          const r = await fetch(`http://127.0.0.1:${this.port}${this.prefix}/up`, { signal: AbortSignal.timeout(1000) });
+          if (r.status > 0) { await r.text(); return this; }
+        }
       } catch { /* not yet */ }
       await new Promise((r) => setTimeout(r, 100));
     }

@@ -27,6 +27,9 @@ export const R = {
   prefix: 'path prefix',
   shut: 'graceful shutdown and reconnect',
   echo: 'Laravel Echo flows',
+  tls: 'TLS (wss and https)',
+  reload: 'config reload (SIGHUP)',
+  restart: 'zero-downtime restart',
 };
 
 let n = 0;
