@@ -67,20 +67,25 @@ export class Herald {
     } else {
       args = ['start', ...this.extraArgs]; // config = null: caller passes everything (e.g. --env-file)
     }
+    const logStart = fs.existsSync(this.logPath) ? fs.statSync(this.logPath).size : 0;
     const log = fs.openSync(this.logPath, 'a');
     fs.writeSync(log, `\n===== ${new Date().toISOString()} start ${this.name} on ${this.port}: ${args.join(' ')} =====\n`);
     this.proc = spawn(this.bin, args, { stdio: ['ignore', log, log], env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info' } });
     fs.closeSync(log);
     this.exited = new Promise((res) => this.proc.on('exit', (code, signal) => { this.exitInfo = { code, signal }; res(this.exitInfo); }));
     const deadline = Date.now() + 20000;
+    // With SO_REUSEPORT another herald on the port may answer /up: this one is up once it has
+    // also logged its own "listening on" line.
+    const listening = () => fs.readFileSync(this.logPath).subarray(logStart).toString().includes('listening on');
     while (Date.now() < deadline) {
       if (this.exitInfo) throw new Error(`herald ${this.name} exited early (${JSON.stringify(this.exitInfo)}); see ${this.logPath}`);
       try {
         if (this.opts.ca) {
-          if (await httpsStatus(this.port, `${this.prefix}/up`, this.opts.ca) > 0) return this;
+          if (await httpsStatus(this.port, `${this.prefix}/up`, this.opts.ca) > 0 && listening()) return this;
         } else {
           const r = await fetch(`http://127.0.0.1:${this.port}${this.prefix}/up`, { signal: AbortSignal.timeout(1000) });
-          if (r.status > 0) { await r.text(); return this; }
+          await r.text();
+          if (r.status > 0 && listening()) return this;
         }
       } catch { /* not yet */ }
       await new Promise((r) => setTimeout(r, 100));
