@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::FutureExt;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -226,13 +225,20 @@ impl Server {
         // Connections already in the accept queue would be reset when the listener closes:
         // take them (they are served like any other, WebSockets then closed with 4200), then
         // stop listening at once so new connections go to another process on the port.
-        while let Some(Ok((stream, peer))) = self.listener.accept().now_or_never() {
-            if let Ok(slot) = self.router.pending.try_acquire(peer.ip()) {
-                let router = self.router.clone();
-                tracker.spawn(serve_connection(stream, slot, router, token.clone()));
+        // The kernel is asked directly (a non-blocking accept until it would block), not
+        // tokio's readiness, which may not have seen the latest arrivals yet.
+        if let Ok(listener) = self.listener.into_std() {
+            while let Ok((stream, peer)) = listener.accept() {
+                let stream = stream.set_nonblocking(true).map(|()| stream);
+                let Ok(stream) = stream.and_then(TcpStream::from_std) else {
+                    continue;
+                };
+                if let Ok(slot) = self.router.pending.try_acquire(peer.ip()) {
+                    let router = self.router.clone();
+                    tracker.spawn(serve_connection(stream, slot, router, token.clone()));
+                }
             }
         }
-        drop(self.listener);
         let open = ctx.open_connections();
         tracing::info!(open, "shutting down: closing every connection with 4200");
         token.cancel();
