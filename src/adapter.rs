@@ -52,7 +52,7 @@ impl Adapter {
         self.cluster.as_ref()
     }
 
-    fn ns(&self, app: &App) -> &Namespace {
+    fn ns(&self, app: &App) -> Arc<Namespace> {
         self.local
             .ns(app.id())
             .expect("every app has a namespace from start-up")
@@ -71,7 +71,7 @@ impl Adapter {
     ) -> Result<Joined, PusherError> {
         let ns = self.ns(app);
         let after = kind.cache.then(|| ns.cache.replay_frame(channel).0);
-        let max = app.config.max_presence_members;
+        let max = app.config().max_presence_members;
         let joined = ns.channels.subscribe(channel, outbox, member, max, after)?;
         if !joined.already {
             self.subscription_count_changed(app, channel, kind);
@@ -108,7 +108,7 @@ impl Adapter {
     /// and throttled. Clustered, the link also tells the other nodes (`Cluster::touch`, then a
     /// count notice after the new count is in Redis). A `subscription_count` webhook belongs here.
     fn subscription_count_changed(&self, app: &App, channel: &str, kind: ChannelKind) {
-        if app.config.subscription_count && !kind.is_presence() {
+        if app.config().subscription_count && !kind.is_presence() {
             self.local.mark_count(app.id(), channel);
         }
     }
@@ -143,7 +143,7 @@ impl Adapter {
         let ns = self.ns(app);
         let cache = ChannelKind::of(channel).cache;
         if cache {
-            let ttl = Duration::from_secs(app.config.cache_ttl);
+            let ttl = Duration::from_secs(app.config().cache_ttl);
             ns.cache.store(channel, event, data, ttl);
         }
         let frame = outbound::event(event, channel, Some(data), None);
@@ -180,7 +180,7 @@ impl Adapter {
     /// (alone: at once; clustered: when Redis answers, in order with the transitions).
     pub fn sign_in(&self, app: &App, user: &str, outbox: &Outbox, watchlist: Vec<Arc<str>>) {
         let ns = self.ns(app);
-        if !app.config.watchlist_events {
+        if !app.config().watchlist_events {
             ns.sign_in(user, outbox);
             return;
         }
@@ -202,7 +202,7 @@ impl Adapter {
     /// it was the last one.
     pub fn sign_out(&self, app: &App, user: &str, id: SocketId) {
         let ns = self.ns(app);
-        if !app.config.watchlist_events {
+        if !app.config().watchlist_events {
             ns.sign_out(user, id);
             return;
         }

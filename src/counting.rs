@@ -16,8 +16,8 @@
 //! than [`LARGE`] subscribers gets at most one count per [`LARGE_INTERVAL`]; a later change is
 //! sent when that interval is over. Smaller channels get every (coalesced) change.
 //!
-//! The task only runs when at least one app has `subscription_count` on; nothing is marked for
-//! the others, so the feature costs nothing when it is off.
+//! Nothing is marked for apps without `subscription_count`, so the task stays asleep and the
+//! feature costs nothing when it is off.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -27,7 +27,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::adapter::Adapter;
-use crate::apps::{App, AppRegistry};
+use crate::apps::AppRegistry;
 
 /// How long marks gather before counts are sent.
 pub const COALESCE: Duration = Duration::from_millis(50);
@@ -36,22 +36,13 @@ pub const LARGE: usize = 100;
 /// The least time between two counts sent to a large channel.
 pub const LARGE_INTERVAL: Duration = Duration::from_secs(5);
 
-/// Whether any app counts subscriptions (else [`run`] need not be started).
-pub fn wanted(apps: &AppRegistry) -> bool {
-    apps.all().any(|a| a.config.subscription_count)
-}
-
-/// Sends subscription counts until `stop`.
+/// Sends subscription counts until `stop`. It always runs (a reload may turn counting on for an
+/// app) but only wakes when a channel of a counting app was marked.
 pub async fn run(adapter: Arc<Adapter>, apps: Arc<AppRegistry>, stop: CancellationToken) {
-    let counting: Vec<Arc<App>> = apps
-        .all()
-        .filter(|a| a.config.subscription_count)
-        .cloned()
-        .collect();
-    // (app index, channel) → when its last count was sent (kept for LARGE_INTERVAL).
-    let mut sent: HashMap<(usize, String), Instant> = HashMap::new();
+    // (app id, channel) → when its last count was sent (kept for LARGE_INTERVAL).
+    let mut sent: HashMap<(String, String), Instant> = HashMap::new();
     // Large channels whose change waits for its interval to end.
-    let mut deferred: HashMap<(usize, String), Instant> = HashMap::new();
+    let mut deferred: HashMap<(String, String), Instant> = HashMap::new();
     loop {
         let next_due = deferred.values().min().copied();
         tokio::select! {
@@ -62,7 +53,7 @@ pub async fn run(adapter: Arc<Adapter>, apps: Arc<AppRegistry>, stop: Cancellati
         tokio::time::sleep(COALESCE).await;
         let now = Instant::now();
         sent.retain(|_, at| now.duration_since(*at) < LARGE_INTERVAL);
-        let mut due: Vec<(usize, String)> = Vec::new();
+        let mut due: Vec<(String, String)> = Vec::new();
         deferred.retain(|k, at| {
             let ready = *at <= now;
             if ready {
@@ -70,15 +61,19 @@ pub async fn run(adapter: Arc<Adapter>, apps: Arc<AppRegistry>, stop: Cancellati
             }
             !ready
         });
-        for (i, app) in counting.iter().enumerate() {
+        for app in apps.all() {
             let marks = adapter.local_state().take_count_marks(app.id());
-            due.extend(marks.into_iter().map(|c| (i, c)));
+            if app.config().subscription_count {
+                due.extend(marks.into_iter().map(|c| (app.id().to_owned(), c)));
+            }
         }
         for key in due {
             if deferred.contains_key(&key) {
                 continue;
             }
-            let app = &counting[key.0];
+            let Some(app) = apps.by_id(&key.0) else {
+                continue;
+            };
             let here = adapter
                 .local_state()
                 .ns(app.id())
@@ -86,7 +81,7 @@ pub async fn run(adapter: Arc<Adapter>, apps: Arc<AppRegistry>, stop: Cancellati
             if here == 0 {
                 continue;
             }
-            let n = adapter.channel_counts(app, &key.1).await.subscriptions;
+            let n = adapter.channel_counts(&app, &key.1).await.subscriptions;
             let now = Instant::now();
             if n > LARGE {
                 if let Some(at) = sent.get(&key) {
@@ -95,7 +90,7 @@ pub async fn run(adapter: Arc<Adapter>, apps: Arc<AppRegistry>, stop: Cancellati
                 }
             }
             if n > 0 {
-                adapter.send_subscription_count(app, &key.1, n);
+                adapter.send_subscription_count(&app, &key.1, n);
                 sent.insert(key, now);
             }
         }

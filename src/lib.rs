@@ -15,12 +15,15 @@ pub mod cluster;
 pub mod config;
 pub mod counting;
 pub mod http;
+pub mod install;
 pub mod limits;
 pub mod local;
 pub mod outbox;
 pub mod protocol;
+pub mod reload;
 pub mod server;
 pub mod socket;
+pub mod tls;
 pub mod watchlist;
 
 #[cfg(test)]

@@ -5,14 +5,16 @@
 //! other nodes arrive.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use dashmap::DashMap;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
-use crate::apps::AppRegistry;
+use crate::apps::{App, AppRegistry};
 use crate::channels::cache::CacheStore;
 use crate::channels::ChannelRegistry;
 use crate::outbox::{Outbox, SocketId};
@@ -28,8 +30,9 @@ pub struct Namespace {
     pub cache: CacheStore,
     /// Signed-in users → their sockets (for terminate_connections).
     users: DashMap<String, HashMap<SocketId, Outbox>>,
-    /// `cache_ttl` of the app, for events stored on behalf of other nodes.
-    pub cache_ttl: Duration,
+    /// `cache_ttl` of the app in seconds, for events stored on behalf of other nodes (a reload
+    /// may change it).
+    cache_ttl: AtomicU64,
     /// Watchlist events: who watches whom (apps with `watchlist_events` only).
     pub watchlists: Watchlists,
     /// Channels whose subscription count changed since `crate::counting` last looked (apps
@@ -37,10 +40,13 @@ pub struct Namespace {
     count_marks: Mutex<HashSet<String>>,
 }
 
-/// Every app's namespace on this node, fixed at start-up.
+/// Every app's namespace on this node. Built at start-up; a reload adds the namespaces of new
+/// apps ([`LocalState::add_apps`]). A removed app's namespace stays (its sockets leave it as they
+/// close, and an app added back under the same id finds it again).
 #[derive(Debug)]
 pub struct LocalState {
-    namespaces: HashMap<String, Namespace>,
+    namespaces: ArcSwap<HashMap<String, Arc<Namespace>>>,
+    clustered: bool,
     /// Wakes `crate::counting` when a channel's count was marked.
     count_wake: Notify,
 }
@@ -48,24 +54,48 @@ pub struct LocalState {
 impl LocalState {
     /// One namespace per configured app; `clustered` makes presence cluster-decided.
     pub fn new(apps: &AppRegistry, clustered: bool) -> Self {
-        let namespaces = apps
-            .all()
-            .map(|a| {
+        let state = Self {
+            namespaces: ArcSwap::default(),
+            clustered,
+            count_wake: Notify::new(),
+        };
+        state.add_apps(&apps.all());
+        state
+    }
+
+    /// Creates the namespaces `apps` do not have yet (on start-up and reload) and refreshes the
+    /// `cache_ttl` of those that exist.
+    pub fn add_apps(&self, apps: &[Arc<App>]) {
+        let current = self.namespaces.load();
+        let missing: Vec<&Arc<App>> = apps
+            .iter()
+            .filter(|a| !current.contains_key(a.id()))
+            .collect();
+        if !missing.is_empty() {
+            let mut map = HashMap::clone(&current);
+            for a in missing {
                 let ns = Namespace {
-                    channels: if clustered {
-                        ChannelRegistry::clustered()
-                    } else {
-                        ChannelRegistry::default()
-                    },
-                    cache_ttl: Duration::from_secs(a.config.cache_ttl),
+                    channels: self.new_channels(),
                     ..Namespace::default()
                 };
-                (a.id().to_owned(), ns)
-            })
-            .collect();
-        Self {
-            namespaces,
-            count_wake: Notify::new(),
+                map.insert(a.id().to_owned(), Arc::new(ns));
+            }
+            // Only reloads (one at a time) and start-up write this map.
+            self.namespaces.store(Arc::new(map));
+        }
+        let map = self.namespaces.load();
+        for a in apps {
+            if let Some(ns) = map.get(a.id()) {
+                ns.cache_ttl.store(a.config().cache_ttl, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn new_channels(&self) -> ChannelRegistry {
+        if self.clustered {
+            ChannelRegistry::clustered()
+        } else {
+            ChannelRegistry::default()
         }
     }
 
@@ -106,17 +136,23 @@ impl LocalState {
     }
 
     /// The namespace of a configured app.
-    pub fn ns(&self, app_id: &str) -> Option<&Namespace> {
-        self.namespaces.get(app_id)
+    pub fn ns(&self, app_id: &str) -> Option<Arc<Namespace>> {
+        self.namespaces.load().get(app_id).cloned()
     }
 
     /// Every app id with its namespace.
-    pub fn all(&self) -> impl Iterator<Item = (&str, &Namespace)> {
-        self.namespaces.iter().map(|(k, v)| (k.as_str(), v))
+    pub fn all(&self) -> Vec<(String, Arc<Namespace>)> {
+        let map = self.namespaces.load();
+        map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 }
 
 impl Namespace {
+    /// The app's `cache_ttl`, for events stored on behalf of other nodes.
+    pub fn cache_ttl(&self) -> Duration {
+        Duration::from_secs(self.cache_ttl.load(Ordering::Relaxed))
+    }
+
     /// Records that a socket signed in as `user`; true when it is the user's first signed-in
     /// socket on this node (the user came online here).
     pub fn sign_in(&self, user: &str, outbox: &Outbox) -> bool {

@@ -2,7 +2,9 @@
 //! hands each side its narrow context, applies the pre-upgrade budgets (first-byte and head
 //! timeouts, head size, pending connections per server and per IP), routes requests, backs off
 //! when accept fails, and shuts down gracefully (stop accepting, close every socket with 4200,
-//! drain with a deadline).
+//! drain with a deadline). The listener binds with SO_REUSEPORT (`server.reuse_port`) so a new
+//! process can take over the port; with `[server.tls]` every connection is TLS, under the same
+//! pre-upgrade budgets. [`Server::reloader`] is the handle SIGHUP uses (`crate::reload`).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -18,8 +20,9 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::time::{timeout, Instant};
+use tokio::time::{timeout, timeout_at, Instant};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -29,7 +32,9 @@ use crate::cluster::{Cluster, ClusterError};
 use crate::config::{Config, ConfigError, MIN_HEAD_SIZE};
 use crate::http::{self, ApiContext, ApiError};
 use crate::limits::{Level, PendingBudget, PendingSlot, QuietLog};
-use crate::socket::{self, HeadBudget, Sniff, SocketContext};
+use crate::reload::Reloader;
+use crate::socket::{self, HeadBudget, Rewind, Sniff, SocketContext};
+use crate::tls::{LiveTls, TlsError};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +45,9 @@ pub enum ServerError {
     /// The cluster link could not be set up.
     #[error(transparent)]
     Cluster(#[from] ClusterError),
+    /// The TLS certificate or key could not be loaded.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     /// The listener could not bind.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -65,11 +73,17 @@ const QUIET_INTERVAL: Duration = Duration::from_secs(10);
 /// readable.
 const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(1));
 
+/// On shutdown, how long a kept-alive HTTP connection may still send a request (answered with
+/// `Connection: close`) before it is closed: closing it at once would fail a request the client
+/// is sending at that moment on it, instead of moving the client to the new process.
+const HTTP_DRAIN: Duration = Duration::from_secs(2);
+
 /// A bound, not yet running server.
 pub struct Server {
     listener: TcpListener,
     router: Arc<Router>,
     shutdown_timeout: Duration,
+    reloader: Arc<Reloader>,
 }
 
 /// Per-request routing state: the prefix, each side's context and the pre-upgrade budgets.
@@ -83,6 +97,10 @@ struct Router {
     max_head_size: usize,
     /// Connections closed at once for want of a pending slot.
     refused: QuietLog,
+    /// `[server.tls]`: every connection is TLS.
+    tls: Option<Arc<LiveTls>>,
+    /// Failed TLS handshakes (scanners, clients that do not trust the certificate).
+    tls_failures: QuietLog,
 }
 
 impl Server {
@@ -90,28 +108,39 @@ impl Server {
     pub async fn bind(mut config: Config) -> Result<Self, ServerError> {
         config.validate()?;
         let addr = format!("{}:{}", config.server.host, config.server.port);
-        let listener = TcpListener::bind(&addr)
+        let tls = match &config.server.tls {
+            Some(files) => Some(Arc::new(LiveTls::load(files)?)),
+            None => None,
+        };
+        let listener = bind_listener(&addr, config.server.reuse_port)
             .await
             .map_err(|source| ServerError::Bind { addr, source })?;
-        let apps = Arc::new(AppRegistry::new(&config.apps));
+        let shutdown = CancellationToken::new();
+        let apps = Arc::new(AppRegistry::with_shutdown(&config.apps, shutdown.clone()));
         let scaling = &config.scaling;
         let local = Arc::new(LocalState::new(&apps, scaling.enabled));
         let adapter = if scaling.enabled {
             let cluster = Cluster::start(scaling, local.clone(), apps.clone())?;
-            Adapter::clustered(local, cluster)
+            Adapter::clustered(local.clone(), cluster)
         } else {
-            Adapter::local(local)
+            Adapter::local(local.clone())
         };
         let adapter = Arc::new(adapter);
         let sockets = Arc::new(SocketContext {
             adapter: adapter.clone(),
             apps: apps.clone(),
-            shutdown: CancellationToken::new(),
+            shutdown,
             tracker: TaskTracker::new(),
             max_queued_frames: config.server.max_queued_frames,
             max_connections: config.server.max_connections,
             open: AtomicUsize::new(0),
         });
+        let reloader = Arc::new(Reloader::new(
+            config.clone(),
+            apps.clone(),
+            local.clone(),
+            tls.clone(),
+        ));
         let api = ApiContext {
             adapter,
             apps,
@@ -131,12 +160,20 @@ impl Server {
             header_timeout: Duration::from_secs_f64(srv.header_timeout),
             max_head_size: srv.max_head_size,
             refused: QuietLog::new("refused connections", Level::Info, QUIET_INTERVAL),
+            tls,
+            tls_failures: QuietLog::new("failed TLS handshakes", Level::Info, QUIET_INTERVAL),
         });
         Ok(Self {
             listener,
             router,
             shutdown_timeout: Duration::from_secs(config.server.shutdown_timeout),
+            reloader,
         })
+    }
+
+    /// The handle that applies a re-read config to the running server (SIGHUP).
+    pub fn reloader(&self) -> Arc<Reloader> {
+        self.reloader.clone()
     }
 
     /// The bound address (useful with port 0).
@@ -152,10 +189,8 @@ impl Server {
         let ctx = self.router.sockets.clone();
         let (token, tracker) = (ctx.shutdown.clone(), ctx.tracker.clone());
         tracker.spawn(sweep_caches(ctx.adapter.clone(), token.clone()));
-        if crate::counting::wanted(&ctx.apps) {
-            let (adapter, apps) = (ctx.adapter.clone(), ctx.apps.clone());
-            tracker.spawn(crate::counting::run(adapter, apps, token.clone()));
-        }
+        let (adapter, apps) = (ctx.adapter.clone(), ctx.apps.clone());
+        tracker.spawn(crate::counting::run(adapter, apps, token.clone()));
         tokio::pin!(shutdown);
         let accept_errors = QuietLog::new("failed accepts", Level::Warn, QUIET_INTERVAL);
         let mut backoff = ACCEPT_BACKOFF.0;
@@ -189,7 +224,23 @@ impl Server {
                 },
             }
         }
-        drop(self.listener);
+        // Connections already in the accept queue would be reset when the listener closes:
+        // take them (they are served like any other, WebSockets then closed with 4200), then
+        // stop listening at once so new connections go to another process on the port.
+        // The kernel is asked directly (a non-blocking accept until it would block), not
+        // tokio's readiness, which may not have seen the latest arrivals yet.
+        if let Ok(listener) = self.listener.into_std() {
+            while let Ok((stream, peer)) = listener.accept() {
+                let stream = stream.set_nonblocking(true).map(|()| stream);
+                let Ok(stream) = stream.and_then(TcpStream::from_std) else {
+                    continue;
+                };
+                if let Ok(slot) = self.router.pending.try_acquire(peer.ip()) {
+                    let router = self.router.clone();
+                    tracker.spawn(serve_connection(stream, slot, router, token.clone()));
+                }
+            }
+        }
         let open = ctx.open_connections();
         tracing::info!(open, "shutting down: closing every connection with 4200");
         token.cancel();
@@ -204,6 +255,31 @@ impl Server {
         tracing::info!("shutdown complete");
         Ok(())
     }
+}
+
+/// Binds `addr` like `TcpListener::bind` (SO_REUSEADDR, backlog 1024), plus SO_REUSEPORT when
+/// asked, trying each address the host resolves to.
+async fn bind_listener(addr: &str, reuse_port: bool) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let mut last = None;
+    for sa in tokio::net::lookup_host(addr).await? {
+        let bound = (|| {
+            let socket = Socket::new(Domain::for_address(sa), Type::STREAM, Some(Protocol::TCP))?;
+            socket.set_reuse_address(true)?;
+            if reuse_port {
+                socket.set_reuse_port(true)?;
+            }
+            socket.set_nonblocking(true)?;
+            socket.bind(&sa.into())?;
+            socket.listen(1024)?;
+            TcpListener::from_std(socket.into())
+        })();
+        match bound {
+            Ok(l) => return Ok(l),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("the host resolves to no address")))
 }
 
 async fn sweep_caches(adapter: Arc<Adapter>, token: CancellationToken) {
@@ -232,6 +308,10 @@ async fn serve_connection(
     token: CancellationToken,
 ) {
     let _ = stream.set_nodelay(true);
+    if let Some(tls) = &router.tls {
+        let acceptor = tls.acceptor();
+        return Box::pin(serve_tls(stream, acceptor, slot, router, token)).await;
+    }
     // Boxed so neither the peek buffer nor hyper's connection state widens a WebSocket's task.
     let sniffed = timeout(
         router.first_byte_timeout,
@@ -252,15 +332,64 @@ async fn serve_connection(
     }
 }
 
-/// Serves HTTP/1.1 (API requests, keep-alive, and upgrades that arrive on such a connection).
-/// A request head must arrive within `header_timeout` and fit in `max_head_size`; the same
-/// timeout closes a kept-alive connection that waits that long for its next request.
-async fn serve_http(
+/// Serves a TLS connection under the same budgets as a plain one: the ClientHello must come
+/// within `first_byte_timeout` and the TLS handshake complete within `header_timeout`, all the
+/// while holding the pending slot. The first bytes of the request are then read (TLS cannot be
+/// peeked at), recognised like a plain connection's, and replayed to the handshake or to hyper.
+async fn serve_tls(
     stream: TcpStream,
+    acceptor: tokio_rustls::TlsAcceptor,
     slot: PendingSlot,
     router: Arc<Router>,
     token: CancellationToken,
 ) {
+    if !matches!(
+        timeout(router.first_byte_timeout, stream.readable()).await,
+        Ok(Ok(()))
+    ) {
+        return;
+    }
+    let peer = stream.peer_addr().ok();
+    let deadline = Instant::now() + router.header_timeout;
+    let mut tls = match timeout_at(deadline, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            router.tls_failures.note(&format_args!("{peer:?}: {e}"));
+            return;
+        }
+        Err(_) => return,
+    };
+    let mut first = vec![0u8; socket::SNIFF_BYTES];
+    let n = match timeout(router.first_byte_timeout, tls.read(&mut first)).await {
+        Ok(Ok(n)) if n > 0 => n,
+        _ => return,
+    };
+    first.truncate(n);
+    let sniffed = socket::sniff_bytes(&first, &router.prefix);
+    let stream = Rewind::new(first, tls);
+    match sniffed {
+        Sniff::Closed => {}
+        Sniff::WebSocket(ws) => {
+            let budget = HeadBudget {
+                deadline: Instant::now() + router.header_timeout,
+                max_head: router.max_head_size,
+                slot,
+            };
+            socket::accept(stream, ws, router.sockets.clone(), budget).await
+        }
+        Sniff::Http => serve_http(stream, slot, router, token).await,
+    }
+}
+
+/// Serves HTTP/1.1 (API requests, keep-alive, and upgrades that arrive on such a connection).
+/// A request head must arrive within `header_timeout` and fit in `max_head_size`; the same
+/// timeout closes a kept-alive connection that waits that long for its next request. On
+/// shutdown the connection may still send requests for `HTTP_DRAIN` (each answered with
+/// `Connection: close`), then it is closed once its request in flight, if any, is answered.
+async fn serve_http<S>(stream: S, slot: PendingSlot, router: Arc<Router>, token: CancellationToken)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let (header_timeout, max_head) = (router.header_timeout, router.max_head_size);
     let service = service_fn(move |req| {
         let router = router.clone();
@@ -281,8 +410,10 @@ async fn serve_http(
             }
         }
         _ = token.cancelled() => {
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
+            if timeout(HTTP_DRAIN, conn.as_mut()).await.is_err() {
+                conn.as_mut().graceful_shutdown();
+                let _ = conn.await;
+            }
         }
     }
     drop(slot);
@@ -300,7 +431,13 @@ impl Router {
         if let Some(key) = path.strip_prefix("/app/") {
             return socket::upgrade(req, key, self.sockets.clone());
         }
-        http::serve(req, path, &self.api).await
+        let mut resp = http::serve(req, path, &self.api).await;
+        if self.sockets.shutdown.is_cancelled() {
+            // Shutting down: the client's next request goes to a new connection (and process).
+            let close = hyper::header::HeaderValue::from_static("close");
+            resp.headers_mut().insert(hyper::header::CONNECTION, close);
+        }
+        resp
     }
 }
 

@@ -439,7 +439,7 @@ async fn reconcile(shared: &Shared, conn: &mut ConnectionManager) -> RedisResult
                 .arg(&shared.prefix)
                 .arg(&shared.inbox);
             for channel in chunk {
-                cmd.arg(app_id).arg(channel);
+                cmd.arg(&app_id).arg(channel);
             }
             cmd.query_async::<()>(conn).await?;
         }
@@ -452,7 +452,8 @@ async fn refresh_quotas(shared: &Shared, conn: &mut ConnectionManager) -> RedisR
     for app in shared
         .apps
         .all()
-        .filter(|a| a.config.max_connections.is_some())
+        .into_iter()
+        .filter(|a| a.config().max_connections.is_some())
     {
         let n = queries::remote_connections(shared, conn, app.id()).await?;
         app.set_remote_connections(n);

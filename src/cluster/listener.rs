@@ -100,7 +100,7 @@ fn dispatch(shared: &Shared, payload: &[u8]) {
                 return;
             };
             if ChannelKind::of(channel).cache {
-                store_cached(ns, channel, frame.as_str());
+                store_cached(&ns, channel, frame.as_str());
             }
             ns.channels.publish(channel, &frame, except);
         }
@@ -194,13 +194,18 @@ fn dispatch(shared: &Shared, payload: &[u8]) {
                 return;
             }
             if app.is_empty() {
-                for a in shared.apps.all().filter(|a| a.config.subscription_count) {
+                for a in shared
+                    .apps
+                    .all()
+                    .into_iter()
+                    .filter(|a| a.config().subscription_count)
+                {
                     shared.local.mark_all_counts(a.id());
                 }
             } else if shared
                 .apps
                 .by_id(app)
-                .is_some_and(|a| a.config.subscription_count)
+                .is_some_and(|a| a.config().subscription_count)
                 && shared
                     .local
                     .ns(app)
@@ -237,7 +242,7 @@ fn store_cached(ns: &Namespace, channel: &str, frame: &str) {
             channel,
             &c.event,
             c.data.as_deref().unwrap_or(""),
-            ns.cache_ttl,
+            ns.cache_ttl(),
         );
     }
 }

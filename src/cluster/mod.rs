@@ -237,7 +237,7 @@ impl Cluster {
             self.push(Op::CacheSet {
                 key: queries::cache_key(&self.shared.prefix, app.id(), channel),
                 value: format!("{event}\n{data}"),
-                ttl_ms: app.config.cache_ttl.saturating_mul(1000),
+                ttl_ms: app.config().cache_ttl.saturating_mul(1000),
             });
         }
         self.push(Op::Publish(payload));
@@ -268,7 +268,7 @@ impl Cluster {
             user: member.key.clone(),
             member: member.to_wire(),
             socket: socket.to_string(),
-            max: app.config.max_presence_members,
+            max: app.config().max_presence_members,
             register,
         });
     }

@@ -42,7 +42,7 @@ pub(super) async fn flush_counts(
         let counting = shared
             .apps
             .by_id(app)
-            .is_some_and(|a| a.config.subscription_count);
+            .is_some_and(|a| a.config().subscription_count);
         if counting && !ChannelKind::of(channel).is_presence() {
             let notice = wire::count(&shared.node, app, channel);
             pipe.publish(&shared.bus, notice.as_ref()).ignore();
@@ -89,13 +89,17 @@ pub(super) async fn resync(
     for (app_id, ns) in shared.local.all() {
         for (channel, c) in ns.channels.list("") {
             counts
-                .hset(&subs_key, queries::field(app_id, &channel), c.subscriptions)
+                .hset(
+                    &subs_key,
+                    queries::field(&app_id, &channel),
+                    c.subscriptions,
+                )
                 .ignore();
         }
         let max = shared
             .apps
-            .by_id(app_id)
-            .map_or(usize::MAX, |a| a.config.max_presence_members);
+            .by_id(&app_id)
+            .map_or(usize::MAX, |a| a.config().max_presence_members);
         let state = ns.channels.presence_state();
         // Pending sockets are confirmed later (`rejoin_pending`), once every node is back.
         for (channel, _, m) in &state.pending {
@@ -105,7 +109,7 @@ pub(super) async fn resync(
             keep.insert(format!("{app_id}\n{channel}\n{}", m.key));
             let wire = m.to_wire();
             let args = JoinArgs {
-                app: app_id,
+                app: &app_id,
                 channel,
                 user: &m.key,
                 member: &wire,
@@ -154,7 +158,12 @@ async fn resync_users(
 ) -> RedisResult<()> {
     let users_key = format!("{}n:{}:users", shared.prefix, shared.node);
     let mut keep: HashSet<String> = HashSet::new();
-    for app in shared.apps.all().filter(|a| a.config.watchlist_events) {
+    for app in shared
+        .apps
+        .all()
+        .into_iter()
+        .filter(|a| a.config().watchlist_events)
+    {
         let Some(ns) = shared.local.ns(app.id()) else {
             continue;
         };
@@ -186,12 +195,12 @@ pub(super) async fn rejoin_pending(
     for (app_id, ns) in shared.local.all() {
         let max = shared
             .apps
-            .by_id(app_id)
-            .map_or(usize::MAX, |a| a.config.max_presence_members);
+            .by_id(&app_id)
+            .map_or(usize::MAX, |a| a.config().max_presence_members);
         for (channel, socket, m) in ns.channels.presence_state().pending {
             let (wire, sock) = (m.to_wire(), socket.to_string());
             let args = JoinArgs {
-                app: app_id,
+                app: &app_id,
                 channel: &channel,
                 user: &m.key,
                 member: &wire,
@@ -205,11 +214,11 @@ pub(super) async fn rejoin_pending(
         // Watchers get a fresh snapshot: transitions may have been missed meanwhile.
         if shared
             .apps
-            .by_id(app_id)
-            .is_some_and(|a| a.config.watchlist_events)
+            .by_id(&app_id)
+            .is_some_and(|a| a.config().watchlist_events)
         {
             for (socket, ids) in ns.watchlists.lock().repend_all() {
-                watch_cmd(shared, &mut joins, app_id, &socket.to_string(), &ids);
+                watch_cmd(shared, &mut joins, &app_id, &socket.to_string(), &ids);
             }
         }
     }

@@ -60,7 +60,8 @@ pub(super) async fn counts_changed_everywhere(
     let counting: Vec<_> = shared
         .apps
         .all()
-        .filter(|a| a.config.subscription_count)
+        .into_iter()
+        .filter(|a| a.config().subscription_count)
         .collect();
     if counting.is_empty() {
         return Ok(());

@@ -11,15 +11,17 @@
 mod app;
 mod env;
 mod scaling;
+mod tls;
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 pub use app::{AppConfig, ClientEventsFrom, RateLimiting};
 pub use env::{is_read_var, parse_env_file};
 pub use scaling::{ScalingConfig, REDIS_VARS};
+pub use tls::TlsConfig;
 
 /// The commented sample config shipped at the repository root; also what runs when nothing is given.
 pub const EMBEDDED_DEFAULT: &str = include_str!("../../config.toml");
@@ -72,6 +74,14 @@ pub struct ServerConfig {
     pub max_pending_connections: usize,
     /// The same cap per client IP address (0: no cap).
     pub max_pending_per_ip: usize,
+    /// Bind with SO_REUSEPORT, so a new Herald can bind the same port while the old one
+    /// drains (zero-downtime restart). Off: a second process fails with "address in use".
+    pub reuse_port: bool,
+    /// File the process id is written to at start and removed from at exit; `herald reload`
+    /// reads it to send SIGHUP.
+    pub pid_file: Option<PathBuf>,
+    /// TLS on the main listener (`[server.tls]`); absent: plain TCP.
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for ServerConfig {
@@ -89,6 +99,9 @@ impl Default for ServerConfig {
             max_head_size: 16 * 1024,
             max_pending_connections: 4096,
             max_pending_per_ip: 256,
+            reuse_port: true,
+            pid_file: None,
+            tls: None,
         }
     }
 }
@@ -126,6 +139,8 @@ pub struct CliOverrides {
     pub port: Option<u16>,
     /// `--path`.
     pub path: Option<String>,
+    /// `--pid-file`.
+    pub pid_file: Option<PathBuf>,
 }
 
 impl Config {
@@ -193,6 +208,9 @@ impl Config {
         if let Some(p) = &cli.path {
             self.server.path = p.clone();
         }
+        if let Some(p) = &cli.pid_file {
+            self.server.pid_file = Some(p.clone());
+        }
     }
 
     /// Normalises and checks every value; the error names the key at fault.
@@ -225,6 +243,9 @@ impl Config {
         }
         if self.server.max_head_size < MIN_HEAD_SIZE {
             return invalid("server.max_head_size", "must be at least 8192 bytes");
+        }
+        if let Some(tls) = &self.server.tls {
+            tls.validate()?;
         }
         if self.apps.is_empty() {
             return invalid("apps", "at least one [[apps]] entry is required");

@@ -66,7 +66,7 @@ fn string_field(v: Option<Value>, name: &'static str) -> Result<String, ApiError
 }
 
 fn validate_event(app: &App, body: EventBody, batch_item: bool) -> Result<Event, ApiError> {
-    let cfg = &app.config;
+    let cfg = &app.config();
     let name = string_field(body.name, "name")?;
     if name.is_empty() {
         return Err(ApiError::Field("name"));
@@ -180,7 +180,7 @@ pub(super) async fn batch(app: &App, body: &[u8], adapter: &Adapter) -> Result<S
         batch: Vec<EventBody>,
     }
     let items = serde_json::from_slice::<Batch>(body)?.batch;
-    let max = app.config.max_batch_size;
+    let max = app.config().max_batch_size;
     if items.len() > max {
         return Err(ApiError::BatchTooLarge(items.len(), max));
     }

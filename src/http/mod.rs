@@ -112,8 +112,8 @@ async fn handle(
         query: &query,
         body: &body,
     };
-    signed.verify(app.key(), app.secret(), unix_now())?;
-    dispatch(route, app, &query, &body, &ctx.adapter).await
+    signed.verify(app.key(), &app.config().secret, unix_now())?;
+    dispatch(route, &app, &query, &body, &ctx.adapter).await
 }
 
 async fn dispatch(

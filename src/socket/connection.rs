@@ -52,12 +52,12 @@ enum End {
 
 /// The WebSocket settings for a connection of `app` (unknown apps get the defaults).
 pub(super) fn ws_config(app: Option<&App>) -> WebSocketConfig {
-    let max_msg = app.map_or(10_000, |a| a.config.max_message_size);
+    let max_msg = app.map_or(10_000, |a| a.config().max_message_size);
     // The largest frame Herald writes: an event (data plus names and envelope), or a presence
     // snapshot of every member. Writes wait for the buffer to drain before the next frame, so
     // only pongs and a close reply, queued by reads, can add to it.
     let largest_frame = app.map_or(0, |a| {
-        let c = &a.config;
+        let c = &a.config();
         let event = 2 * c.max_event_bytes + c.max_channel_name_length + c.max_event_name_length;
         let members = c.max_presence_members * (c.max_presence_user_bytes + 2 * 128 + 16);
         event.max(members)
@@ -72,7 +72,7 @@ pub(super) fn ws_config(app: Option<&App>) -> WebSocketConfig {
 
 /// Runs a connection that arrived through hyper's upgrade (a kept-alive HTTP connection).
 pub(super) async fn run_upgraded(upgraded: Upgraded, ctx: Arc<SocketContext>, adm: Admission) {
-    let app = ctx.apps.by_key(&adm.app_key).cloned();
+    let app = ctx.apps.by_key(&adm.app_key);
     let config = ws_config(app.as_deref());
     let io = TokioIo::new(upgraded);
     // Boxed: the handshake future is short-lived and must not widen the connection's future.
@@ -147,7 +147,8 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
 ) {
     let outbox = Outbox::new(SocketId::generate(), ctx.max_queued_frames);
     let mut session = Session::new(app.clone(), ctx.adapter.clone(), outbox.clone());
-    let hello = outbound::connection_established(session.socket_id(), app.config.activity_timeout);
+    let hello =
+        outbound::connection_established(session.socket_id(), app.config().activity_timeout);
     log_connected(session.socket_id(), app.id());
     let end = match Box::pin(send(ws, Message::Text(hello))).await {
         Ok(()) => drive(ws, ctx, &mut session, &outbox, &app).await,
@@ -224,7 +225,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     outbox: &Outbox,
     app: &App,
 ) -> End {
-    let ping_every = Duration::from_secs(app.config.ping_interval);
+    let ping_every = Duration::from_secs(app.config().ping_interval);
     let mut last_seen = Instant::now();
     let mut pinged = false;
     let mut control_frames = false;
@@ -237,7 +238,15 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     loop {
         tokio::select! {
             biased;
-            _ = ctx.shutdown.cancelled() => return End::Close(PusherError::ShuttingDown),
+            // The app's token: a child of the server's, also cancelled when a reload removes
+            // the app (then 4001 instead of 4200).
+            _ = app.closing().cancelled() => {
+                return End::Close(if app.removed(ctx.shutdown.is_cancelled()) {
+                    PusherError::AppNotFound
+                } else {
+                    PusherError::ShuttingDown
+                });
+            }
             _ = outbox.ready() => loop {
                 // Drain until empty: a write may have consumed the wake-up of later frames.
                 let close = outbox.drain(&mut buf);

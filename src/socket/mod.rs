@@ -6,7 +6,10 @@
 
 mod connection;
 mod handshake;
+mod rewind;
 pub mod session;
+
+pub use rewind::Rewind;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -15,6 +18,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{HeaderValue, CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, UPGRADE};
 use hyper::{Request, Response, StatusCode};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
@@ -144,14 +148,25 @@ pub enum Sniff {
     Closed,
 }
 
+/// Bytes looked at to recognise a WebSocket request.
+pub const SNIFF_BYTES: usize = 1024;
+
 /// Peeks (without consuming) at a new connection's request line; waits for its first bytes.
 pub async fn sniff(stream: &TcpStream, prefix: &str) -> Sniff {
-    let mut buf = [0u8; 1024];
+    let mut buf = [0u8; SNIFF_BYTES];
     let n = match stream.peek(&mut buf).await {
         Ok(0) | Err(_) => return Sniff::Closed,
         Ok(n) => n,
     };
-    let data = &buf[..n];
+    sniff_bytes(&buf[..n], prefix)
+}
+
+/// Recognises a WebSocket request from a connection's first bytes (already read, on a TLS
+/// connection, where they are replayed with [`Rewind`]); an incomplete request line is `Http`.
+pub fn sniff_bytes(data: &[u8], prefix: &str) -> Sniff {
+    if data.is_empty() {
+        return Sniff::Closed;
+    }
     let sniffed = (|| {
         let end = data.iter().position(|&b| b == b'\r' || b == b'\n')?;
         let line = std::str::from_utf8(&data[..end]).ok()?;
@@ -188,8 +203,9 @@ pub struct HeadBudget {
 }
 
 /// Completes the WebSocket handshake on a sniffed connection, within `budget`, and runs it.
-pub async fn accept(
-    mut stream: TcpStream,
+/// `S` is the plain `TcpStream`, or a TLS stream wrapped in [`Rewind`].
+pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
     sniffed: Sniffed,
     ctx: Arc<SocketContext>,
     budget: HeadBudget,
@@ -209,7 +225,7 @@ pub async fn accept(
             return;
         }
     };
-    let app = ctx.apps.by_key(&sniffed.app_key).cloned();
+    let app = ctx.apps.by_key(&sniffed.app_key);
     let config = connection::ws_config(app.as_deref());
     let ws = if upgrade.leftover.is_empty() {
         WebSocketStream::from_raw_socket(stream, Role::Server, Some(config)).await

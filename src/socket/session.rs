@@ -101,7 +101,7 @@ impl Session {
     /// Counts a message against the app's `rate_limiting`; over it, answers 4301 (or asks the
     /// connection to close with 4301) and returns false.
     fn within_message_limit(&mut self) -> bool {
-        let limit = self.app.config.rate_limiting;
+        let limit = self.app.config().rate_limiting;
         if !limit.enabled {
             return true;
         }
@@ -159,7 +159,7 @@ impl Session {
     }
 
     fn subscribe(&mut self, channel: String, auth: Option<String>, data: Option<String>) {
-        let full = self.channels.len() >= self.app.config.max_channels_per_connection
+        let full = self.channels.len() >= self.app.config().max_channels_per_connection
             && !self.channels.contains_key(channel.as_str());
         let result = if full {
             let err = PusherError::TooManyChannels;
@@ -198,7 +198,7 @@ impl Session {
         data: Option<&str>,
     ) -> Result<(ChannelKind, Option<MemberData>), Refusal> {
         let app = &self.app;
-        let kind = validate(channel, app.config.max_channel_name_length)
+        let kind = validate(channel, app.config().max_channel_name_length)
             .map_err(|e| (e.to_string(), PusherError::InvalidChannel))?;
         let unauthorized = |detail: String| (detail, PusherError::Unauthorized);
         let check = |signed_data: Option<&str>| {
@@ -207,7 +207,7 @@ impl Session {
                 .ok_or_else(|| unauthorized("Missing auth signature".to_owned()))?;
             auth::verify_channel(
                 app.key(),
-                app.secret(),
+                &app.config().secret,
                 &self.socket_id,
                 channel,
                 signed_data,
@@ -222,7 +222,7 @@ impl Session {
                 None
             }
             Access::Presence => {
-                let max = app.config.max_presence_user_bytes;
+                let max = app.config().max_presence_user_bytes;
                 let as_err = |e: PusherError| (e.to_string(), e);
                 match (data, &self.user) {
                     (Some(d), _) => {
@@ -255,7 +255,13 @@ impl Session {
 
     fn sign_in(&mut self, auth: &str, user_data: &str) {
         let app = &self.app;
-        let verified = auth::verify_user(app.key(), app.secret(), &self.socket_id, user_data, auth);
+        let verified = auth::verify_user(
+            app.key(),
+            &app.config().secret,
+            &self.socket_id,
+            user_data,
+            auth,
+        );
         #[derive(serde::Deserialize)]
         struct UserData {
             id: serde_json::Value,
@@ -289,7 +295,7 @@ impl Session {
         self.outbox.try_send(outbound::signin_success(user_data));
         if first {
             // Watchlist events: the first 100 ids are watched; more is reported, not refused.
-            let watchlist = if self.app.config.watchlist_events {
+            let watchlist = if self.app.config().watchlist_events {
                 let (ids, cut) = parse_watchlist(watchlist.as_ref());
                 if cut {
                     self.send_error(&PusherError::WatchlistLimit);
@@ -310,7 +316,7 @@ impl Session {
         channel: &str,
         data: Option<&str>,
     ) -> Result<(), PusherError> {
-        let cfg = &self.app.config;
+        let cfg = &self.app.config();
         if !self.app.client_events_enabled() {
             return Err(PusherError::ClientEventsDisabled);
         }

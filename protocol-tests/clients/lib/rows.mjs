@@ -29,6 +29,9 @@ export const R = {
   echo: 'Laravel Echo flows',
   watch: 'watchlist events',
   subcount: 'subscription count',
+  tls: 'TLS (wss and https)',
+  reload: 'config reload (SIGHUP)',
+  restart: 'zero-downtime restart',
 };
 
 let n = 0;
