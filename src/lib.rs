@@ -4,8 +4,8 @@
 //! layers): wire types and config at the bottom (`config`, `protocol`), app registry,
 //! per-socket outboxes and the pre-upgrade budgets (`apps`, `outbox`, `limits`), pure signatures and channel membership (`auth`,
 //! `channels`), this node's state (`local`), the Redis cluster link (`cluster`), the
-//! cross-socket seam (`adapter`), the WebSocket and HTTP sides (`socket`, `http`), and `server`
-//! composing them.
+//! cross-socket seam (`adapter`), the WebSocket and HTTP sides (`socket`, `http`), webhooks to the
+//! apps' backends (`webhooks`, fed by the adapter), and `server` composing them.
 
 pub mod adapter;
 pub mod apps;
@@ -20,6 +20,7 @@ pub mod outbox;
 pub mod protocol;
 pub mod server;
 pub mod socket;
+pub mod webhooks;
 
 #[cfg(test)]
 mod proptests;

@@ -30,6 +30,7 @@ use crate::config::{Config, ConfigError, MIN_HEAD_SIZE};
 use crate::http::{self, ApiContext, ApiError};
 use crate::limits::{Level, PendingBudget, PendingSlot, QuietLog};
 use crate::socket::{self, HeadBudget, Sniff, SocketContext};
+use crate::webhooks::{WebhookError, WebhookStats, Webhooks};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +41,9 @@ pub enum ServerError {
     /// The cluster link could not be set up.
     #[error(transparent)]
     Cluster(#[from] ClusterError),
+    /// The webhook client could not be built.
+    #[error(transparent)]
+    Webhooks(#[from] WebhookError),
     /// The listener could not bind.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -102,7 +106,8 @@ impl Server {
         } else {
             Adapter::local(local)
         };
-        let adapter = Arc::new(adapter);
+        let webhooks = Webhooks::new(&apps, config.server.max_queued_webhooks)?;
+        let adapter = Arc::new(adapter.with_webhooks(webhooks));
         let sockets = Arc::new(SocketContext {
             adapter: adapter.clone(),
             apps: apps.clone(),
@@ -137,6 +142,12 @@ impl Server {
             router,
             shutdown_timeout: Duration::from_secs(config.server.shutdown_timeout),
         })
+    }
+
+    /// The webhook counters, when some app has a webhook target.
+    pub fn webhook_stats(&self) -> Option<Arc<WebhookStats>> {
+        let w = self.router.sockets.adapter.webhooks()?;
+        Some(w.stats().clone())
     }
 
     /// The bound address (useful with port 0).
@@ -190,12 +201,15 @@ impl Server {
         tracing::info!(open, "shutting down: closing every connection with 4200");
         token.cancel();
         tracker.close();
+        let started = tokio::time::Instant::now();
         if tokio::time::timeout(self.shutdown_timeout, tracker.wait())
             .await
             .is_err()
         {
             tracing::warn!("shutdown deadline reached with connections still open");
         }
+        let left = self.shutdown_timeout.saturating_sub(started.elapsed());
+        ctx.adapter.flush_webhooks(left).await;
         ctx.adapter.stop(CLUSTER_LEAVE).await;
         tracing::info!("shutdown complete");
         Ok(())

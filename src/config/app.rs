@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use super::env::env_value;
+use super::webhooks::{self, WebhookBatching, WebhookRetry, WebhookTarget};
 use super::{invalid, parse_bool, parse_num, ConfigError};
 
 /// Who may send client events (Reverb's `accept_client_events_from`).
@@ -97,6 +98,19 @@ pub struct AppConfig {
     /// Reverb's `rate_limiting`: a cap on every message one connection sends.
     #[serde(default)]
     pub rate_limiting: RateLimiting,
+    /// Webhook targets (none: webhooks cost nothing).
+    #[serde(default)]
+    pub webhooks: Vec<WebhookTarget>,
+    /// Several webhook events per request.
+    #[serde(default)]
+    pub webhook_batching: WebhookBatching,
+    /// Milliseconds channel_vacated and member_removed wait; a re-occupation or rejoin within
+    /// it cancels both them and the matching channel_occupied / member_added.
+    #[serde(default = "webhooks::d3000")]
+    pub webhook_vacated_delay_ms: u64,
+    /// Retries of failed webhook requests.
+    #[serde(default)]
+    pub webhook_retry: WebhookRetry,
 }
 
 /// Reverb 1.9's per-connection message rate limit (`[apps.rate_limiting]`): at most
@@ -191,6 +205,10 @@ impl AppConfig {
             cache_ttl: 1800,
             max_channels_per_connection: 1000,
             rate_limiting: RateLimiting::default(),
+            webhooks: Vec::new(),
+            webhook_batching: WebhookBatching::default(),
+            webhook_vacated_delay_ms: webhooks::d3000(),
+            webhook_retry: WebhookRetry::default(),
         }
     }
 
@@ -244,6 +262,12 @@ impl AppConfig {
         if rl.enabled && rl.decay_seconds == 0 {
             return invalid(&k("rate_limiting.decay_seconds"), "must be greater than 0");
         }
+        webhooks::validate(
+            i,
+            &self.webhooks,
+            &self.webhook_batching,
+            &self.webhook_retry,
+        )?;
         if self.allowed_origins.is_empty() {
             return invalid(
                 &k("allowed_origins"),

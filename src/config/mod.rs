@@ -11,6 +11,7 @@
 mod app;
 mod env;
 mod scaling;
+mod webhooks;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -20,6 +21,7 @@ use serde::{Deserialize, Serialize};
 pub use app::{AppConfig, ClientEventsFrom, RateLimiting};
 pub use env::{is_read_var, parse_env_file};
 pub use scaling::{ScalingConfig, REDIS_VARS};
+pub use webhooks::{WebhookBatching, WebhookEventType, WebhookFilter, WebhookRetry, WebhookTarget};
 
 /// The commented sample config shipped at the repository root; also what runs when nothing is given.
 pub const EMBEDDED_DEFAULT: &str = include_str!("../../config.toml");
@@ -72,6 +74,9 @@ pub struct ServerConfig {
     pub max_pending_connections: usize,
     /// The same cap per client IP address (0: no cap).
     pub max_pending_per_ip: usize,
+    /// Webhook events one target may have queued on this node; over it, new events for that
+    /// target are dropped (counted and logged).
+    pub max_queued_webhooks: usize,
 }
 
 impl Default for ServerConfig {
@@ -89,6 +94,7 @@ impl Default for ServerConfig {
             max_head_size: 16 * 1024,
             max_pending_connections: 4096,
             max_pending_per_ip: 256,
+            max_queued_webhooks: 10_000,
         }
     }
 }
@@ -211,6 +217,9 @@ impl Config {
         }
         if self.server.max_request_size == 0 {
             return invalid("server.max_request_size", "must be at least 1");
+        }
+        if self.server.max_queued_webhooks == 0 {
+            return invalid("server.max_queued_webhooks", "must be at least 1");
         }
         if self.server.max_queued_frames == 0 {
             return invalid("server.max_queued_frames", "must be at least 1");

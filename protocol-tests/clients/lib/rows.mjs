@@ -27,6 +27,7 @@ export const R = {
   prefix: 'path prefix',
   shut: 'graceful shutdown and reconnect',
   echo: 'Laravel Echo flows',
+  wh: 'webhooks',
 };
 
 let n = 0;
