@@ -107,6 +107,12 @@ impl Server {
             Adapter::local(local)
         };
         let webhooks = Webhooks::new(&apps, config.server.max_queued_webhooks)?;
+        if webhooks.is_some() && scaling.enabled {
+            tracing::warn!(
+                "webhooks with [scaling] enabled: each node reports the occupancy and member \
+                 transitions of its own sockets (not deduplicated cluster-wide yet)"
+            );
+        }
         let adapter = Arc::new(adapter.with_webhooks(webhooks));
         let sockets = Arc::new(SocketContext {
             adapter: adapter.clone(),

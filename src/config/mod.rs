@@ -254,11 +254,17 @@ impl Config {
     }
 
     /// The effective config as TOML with every secret masked (`herald check-config`): app
-    /// secrets keep their first two characters, a password in `scaling.url` none.
+    /// secrets and webhook header values keep their first two characters, a password in
+    /// `scaling.url` none.
     pub fn to_masked_toml(&self) -> String {
         let mut masked = self.clone();
         for app in &mut masked.apps {
             app.secret = mask(&app.secret);
+            for target in &mut app.webhooks {
+                for value in target.headers.values_mut() {
+                    *value = mask(value);
+                }
+            }
         }
         masked.scaling.url = self.scaling.masked_url();
         toml::to_string_pretty(&masked).unwrap_or_else(|e| format!("# cannot render: {e}\n"))

@@ -229,4 +229,34 @@ mod tests {
         none.event_types.clear();
         assert!(validate(0, &[none], &b, &r).is_err());
     }
+
+    #[test]
+    fn parses_the_documented_shape_and_masks_headers() {
+        let text = r#"
+[[apps]]
+id = "a"
+key = "k"
+secret = "s"
+webhooks = [
+  { url = "https://example.com/pusher/webhook", event_types = ["channel_occupied", "channel_vacated", "member_added", "member_removed", "client_event", "cache_miss", "subscription_count"], filter = { channel_name_starts_with = "private-", channel_name_ends_with = "" }, headers = { "X-Custom" = "secret-token" } },
+]
+webhook_batching = { enabled = true, window_ms = 20, max_events = 5 }
+webhook_vacated_delay_ms = 300
+webhook_retry = { max_attempts = 2 }
+"#;
+        let mut c = super::super::Config::from_toml(text).unwrap();
+        c.validate().unwrap();
+        let app = &c.apps[0];
+        assert_eq!(app.webhooks[0].event_types.len(), 7);
+        assert!(app.webhooks[0].filter.matches("private-x"));
+        assert_eq!(app.webhook_batching.max_events, 5);
+        assert_eq!(app.webhook_retry.max_attempts, 2);
+        assert_eq!(app.webhook_retry.timeout_ms, 5000);
+        let out = c.to_masked_toml();
+        assert!(!out.contains("secret-token"), "{out}");
+        let again = super::super::Config::from_toml(&out).unwrap();
+        assert_eq!(again.apps[0].webhooks.len(), 1);
+        let bad = text.replace("cache_miss", "cache_hit");
+        assert!(super::super::Config::from_toml(&bad).is_err());
+    }
 }
