@@ -20,6 +20,7 @@ use crate::local::{Local, Namespace};
 use crate::outbox::{Outbox, SocketId};
 use crate::protocol::outbound::{self, Frame};
 use crate::protocol::{ChannelKind, PusherError};
+use crate::webhooks::{ClientEvent, Webhooks};
 
 pub use crate::local::LocalState;
 
@@ -28,6 +29,8 @@ pub use crate::local::LocalState;
 pub struct Adapter {
     local: Local,
     cluster: Option<Cluster>,
+    /// Present only when some app has a webhook target.
+    webhooks: Option<Webhooks>,
 }
 
 impl Adapter {
@@ -36,6 +39,7 @@ impl Adapter {
         Self {
             local,
             cluster: None,
+            webhooks: None,
         }
     }
 
@@ -44,7 +48,21 @@ impl Adapter {
         Self {
             local,
             cluster: Some(cluster),
+            webhooks: None,
         }
+    }
+
+    /// Reports transitions, client events and cache misses to `webhooks` (when some app has a
+    /// target).
+    pub fn with_webhooks(mut self, webhooks: Option<Webhooks>) -> Self {
+        self.webhooks = webhooks;
+        self
+    }
+
+    /// The webhooks, when some app has a target (also where subscription counts are reported:
+    /// [`Webhooks::subscription_count`]).
+    pub fn webhooks(&self) -> Option<&Webhooks> {
+        self.webhooks.as_ref()
     }
 
     /// The cluster link, when scaling is on.
@@ -70,11 +88,20 @@ impl Adapter {
         member: Option<&MemberData>,
     ) -> Result<Joined, PusherError> {
         let ns = self.ns(app);
-        let after = kind.cache.then(|| ns.cache.replay_frame(channel).0);
+        let (after, hit) = match kind.cache {
+            true => {
+                let (frame, hit) = ns.cache.replay_frame(channel);
+                (Some(frame), hit)
+            }
+            false => (None, true),
+        };
         let max = app.config().max_presence_members;
         let joined = ns.channels.subscribe(channel, outbox, member, max, after)?;
         if !joined.already {
             self.subscription_count_changed(app, channel, kind);
+        }
+        if let Some(w) = &self.webhooks {
+            w.joined(app, channel, &joined, member, !hit);
         }
         if let Some(c) = &self.cluster {
             c.touch(app.id(), channel);
@@ -91,6 +118,9 @@ impl Adapter {
         let left = self.ns(app).channels.unsubscribe(channel, id);
         if left.is_some() {
             self.subscription_count_changed(app, channel, ChannelKind::of(channel));
+        }
+        if let (Some(w), Some(l)) = (&self.webhooks, &left) {
+            w.left(app, channel, l);
         }
         if let (Some(c), Some(l)) = (&self.cluster, &left) {
             c.touch(app.id(), channel);
@@ -153,7 +183,8 @@ impl Adapter {
         }
     }
 
-    /// Relays an already-built client-event frame to everyone on the channel but the sender.
+    /// Relays an already-built client-event frame to everyone on the channel but the sender
+    /// (`hook` describes it for the client_event webhook).
     /// Clustered, a sender whose presence join the cluster refused (member limit) is no longer
     /// subscribed, although its session recorded the subscribe: it is refused here.
     pub fn relay(
@@ -162,6 +193,7 @@ impl Adapter {
         channel: &str,
         frame: &Frame,
         sender: SocketId,
+        hook: ClientEvent<'_>,
     ) -> Result<(), PusherError> {
         let ns = self.ns(app);
         if self.cluster.is_some() && !ns.channels.is_subscribed(channel, sender) {
@@ -170,6 +202,9 @@ impl Adapter {
         ns.channels.publish(channel, frame, Some(sender));
         if let Some(c) = &self.cluster {
             c.publish_event(app, channel, frame, Some(sender), None);
+        }
+        if let Some(w) = &self.webhooks {
+            w.client_event(app, channel, &hook);
         }
         Ok(())
     }
@@ -304,6 +339,14 @@ impl Adapter {
     pub fn sweep(&self) {
         for (_, ns) in self.local.all() {
             ns.cache.sweep();
+        }
+    }
+
+    /// Sends every queued and delayed webhook within `deadline` (at shutdown, once the sockets
+    /// are gone); what is still unsent then is counted as given up.
+    pub async fn flush_webhooks(&self, deadline: Duration) {
+        if let Some(w) = &self.webhooks {
+            w.stop(deadline).await;
         }
     }
 

@@ -4,8 +4,9 @@
 //! layers): wire types and config at the bottom (`config`, `protocol`), app registry,
 //! per-socket outboxes and the pre-upgrade budgets (`apps`, `outbox`, `limits`), pure signatures and channel membership (`auth`,
 //! `channels`, `watchlist`), this node's state (`local`), the Redis cluster link (`cluster`), the
-//! cross-socket seam (`adapter`), subscription counting (`counting`), the WebSocket and HTTP sides (`socket`, `http`), and `server`
-//! composing them.
+//! cross-socket seam (`adapter`), subscription counting (`counting`), webhooks to the apps'
+//! backends (`webhooks`, fed by the adapter), the WebSocket and HTTP sides (`socket`, `http`),
+//! and `server` composing them.
 
 pub mod adapter;
 pub mod apps;
@@ -25,6 +26,7 @@ pub mod server;
 pub mod socket;
 pub mod tls;
 pub mod watchlist;
+pub mod webhooks;
 
 #[cfg(test)]
 mod proptests;

@@ -35,6 +35,7 @@ use crate::limits::{Level, PendingBudget, PendingSlot, QuietLog};
 use crate::reload::Reloader;
 use crate::socket::{self, HeadBudget, Rewind, Sniff, SocketContext};
 use crate::tls::{LiveTls, TlsError};
+use crate::webhooks::{WebhookError, WebhookStats, Webhooks};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +49,9 @@ pub enum ServerError {
     /// The TLS certificate or key could not be loaded.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// The webhook client could not be built.
+    #[error(transparent)]
+    Webhooks(#[from] WebhookError),
     /// The listener could not bind.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -125,7 +129,14 @@ impl Server {
         } else {
             Adapter::local(local.clone())
         };
-        let adapter = Arc::new(adapter);
+        let webhooks = Webhooks::new(&apps, config.server.max_queued_webhooks)?;
+        if webhooks.is_some() && scaling.enabled {
+            tracing::warn!(
+                "webhooks with [scaling] enabled: each node reports the occupancy and member \
+                 transitions of its own sockets (not deduplicated cluster-wide yet)"
+            );
+        }
+        let adapter = Arc::new(adapter.with_webhooks(webhooks));
         let sockets = Arc::new(SocketContext {
             adapter: adapter.clone(),
             apps: apps.clone(),
@@ -174,6 +185,12 @@ impl Server {
     /// The handle that applies a re-read config to the running server (SIGHUP).
     pub fn reloader(&self) -> Arc<Reloader> {
         self.reloader.clone()
+    }
+
+    /// The webhook counters, when some app has a webhook target.
+    pub fn webhook_stats(&self) -> Option<Arc<WebhookStats>> {
+        let w = self.router.sockets.adapter.webhooks()?;
+        Some(w.stats().clone())
     }
 
     /// The bound address (useful with port 0).
@@ -245,12 +262,15 @@ impl Server {
         tracing::info!(open, "shutting down: closing every connection with 4200");
         token.cancel();
         tracker.close();
+        let started = tokio::time::Instant::now();
         if tokio::time::timeout(self.shutdown_timeout, tracker.wait())
             .await
             .is_err()
         {
             tracing::warn!("shutdown deadline reached with connections still open");
         }
+        let left = self.shutdown_timeout.saturating_sub(started.elapsed());
+        ctx.adapter.flush_webhooks(left).await;
         ctx.adapter.stop(CLUSTER_LEAVE).await;
         tracing::info!("shutdown complete");
         Ok(())

@@ -49,7 +49,7 @@ const mainServer = new Herald(bin, 'main', { server: { max_request_size: 10000 }
 const env = { bin, apps, masterKey, main: mainServer, port: 0, ARTIFACTS };
 
 // Names of tests/*.mjs, with or without the .mjs suffix.
-const modules = (process.env.CHECK_MODULES || 'ws,http,sdk-node,sdk-python,pusherjs,watchlist,echo,browser,prefix,envfile,shutdown,tls,restart,cluster')
+const modules = (process.env.CHECK_MODULES || 'ws,http,sdk-node,sdk-python,pusherjs,watchlist,echo,browser,prefix,envfile,shutdown,webhooks,tls,restart,cluster')
   .split(',').map((m) => m.trim().replace(/\.mjs$/, '')).filter(Boolean);
 
 // If the main server died (a crash), restart it before the next check so one crash does

@@ -77,6 +77,11 @@ pub async fn start(cfg: Config) -> TestServer {
     let server = herald::server::Server::bind(cfg)
         .await
         .expect("server binds");
+    run_server(server, prefix)
+}
+
+/// Runs an already bound server (for tests that read its state first).
+pub fn run_server(server: herald::server::Server, prefix: String) -> TestServer {
     let addr = server.local_addr();
     let (tx, rx) = oneshot::channel::<()>();
     let handle = tokio::spawn(async move {

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use super::env::env_value;
+use super::webhooks::{self, WebhookBatching, WebhookRetry, WebhookTarget};
 use super::{invalid, parse_bool, parse_num, ConfigError};
 
 /// Who may send client events (Reverb's `accept_client_events_from`).
@@ -105,6 +106,19 @@ pub struct AppConfig {
     /// `pusher_internal:subscription_count` as the channel's count changes.
     #[serde(default)]
     pub subscription_count: bool,
+    /// Webhook targets (none: webhooks cost nothing).
+    #[serde(default)]
+    pub webhooks: Vec<WebhookTarget>,
+    /// Several webhook events per request.
+    #[serde(default)]
+    pub webhook_batching: WebhookBatching,
+    /// Milliseconds channel_vacated and member_removed wait; a re-occupation or rejoin within
+    /// it cancels both them and the matching channel_occupied / member_added.
+    #[serde(default = "webhooks::d3000")]
+    pub webhook_vacated_delay_ms: u64,
+    /// Retries of failed webhook requests.
+    #[serde(default)]
+    pub webhook_retry: WebhookRetry,
 }
 
 /// Reverb 1.9's per-connection message rate limit (`[apps.rate_limiting]`): at most
@@ -201,6 +215,10 @@ impl AppConfig {
             rate_limiting: RateLimiting::default(),
             watchlist_events: false,
             subscription_count: false,
+            webhooks: Vec::new(),
+            webhook_batching: WebhookBatching::default(),
+            webhook_vacated_delay_ms: webhooks::d3000(),
+            webhook_retry: WebhookRetry::default(),
         }
     }
 
@@ -254,6 +272,12 @@ impl AppConfig {
         if rl.enabled && rl.decay_seconds == 0 {
             return invalid(&k("rate_limiting.decay_seconds"), "must be greater than 0");
         }
+        webhooks::validate(
+            i,
+            &self.webhooks,
+            &self.webhook_batching,
+            &self.webhook_retry,
+        )?;
         if self.allowed_origins.is_empty() {
             return invalid(
                 &k("allowed_origins"),

@@ -12,6 +12,7 @@ mod app;
 mod env;
 mod scaling;
 mod tls;
+mod webhooks;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -22,6 +23,7 @@ pub use app::{AppConfig, ClientEventsFrom, RateLimiting};
 pub use env::{is_read_var, parse_env_file};
 pub use scaling::{ScalingConfig, REDIS_VARS};
 pub use tls::TlsConfig;
+pub use webhooks::{WebhookBatching, WebhookEventType, WebhookFilter, WebhookRetry, WebhookTarget};
 
 /// The commented sample config shipped at the repository root; also what runs when nothing is given.
 pub const EMBEDDED_DEFAULT: &str = include_str!("../../config.toml");
@@ -82,6 +84,9 @@ pub struct ServerConfig {
     pub pid_file: Option<PathBuf>,
     /// TLS on the main listener (`[server.tls]`); absent: plain TCP.
     pub tls: Option<TlsConfig>,
+    /// Webhook events one target may have queued on this node; over it, new events for that
+    /// target are dropped (counted and logged).
+    pub max_queued_webhooks: usize,
 }
 
 impl Default for ServerConfig {
@@ -102,6 +107,7 @@ impl Default for ServerConfig {
             reuse_port: true,
             pid_file: None,
             tls: None,
+            max_queued_webhooks: 10_000,
         }
     }
 }
@@ -230,6 +236,9 @@ impl Config {
         if self.server.max_request_size == 0 {
             return invalid("server.max_request_size", "must be at least 1");
         }
+        if self.server.max_queued_webhooks == 0 {
+            return invalid("server.max_queued_webhooks", "must be at least 1");
+        }
         if self.server.max_queued_frames == 0 {
             return invalid("server.max_queued_frames", "must be at least 1");
         }
@@ -266,11 +275,17 @@ impl Config {
     }
 
     /// The effective config as TOML with every secret masked (`herald check-config`): app
-    /// secrets keep their first two characters, a password in `scaling.url` none.
+    /// secrets and webhook header values keep their first two characters, a password in
+    /// `scaling.url` none.
     pub fn to_masked_toml(&self) -> String {
         let mut masked = self.clone();
         for app in &mut masked.apps {
             app.secret = mask(&app.secret);
+            for target in &mut app.webhooks {
+                for value in target.headers.values_mut() {
+                    *value = mask(value);
+                }
+            }
         }
         masked.scaling.url = self.scaling.masked_url();
         toml::to_string_pretty(&masked).unwrap_or_else(|e| format!("# cannot render: {e}\n"))

@@ -18,6 +18,7 @@ use crate::protocol::channel::{validate, SERVER_TO_USER_PREFIX};
 use crate::protocol::outbound;
 use crate::protocol::{Access, ChannelKind, ClientMessage, PusherError};
 use crate::watchlist::parse_watchlist;
+use crate::webhooks::ClientEvent;
 
 /// A refused subscription: the detail for `pusher:subscription_error` and the protocol error.
 type Refusal = (String, PusherError);
@@ -346,7 +347,14 @@ impl Session {
             return Err(PusherError::EventTooLarge);
         }
         let frame = outbound::event(event, channel, data, member.as_deref());
-        self.adapter.relay(&self.app, channel, &frame, self.id())
+        let hook = ClientEvent {
+            event,
+            data,
+            socket_id: &self.socket_id,
+            user_id: member.as_deref(),
+        };
+        self.adapter
+            .relay(&self.app, channel, &frame, self.id(), hook)
     }
 
     /// Leaves every channel and forgets the sign-in; called once when the connection ends.

@@ -20,6 +20,7 @@ export function freePort() {
 function tomlValue(v) {
   if (Array.isArray(v)) return `[${v.map(tomlValue).join(', ')}]`;
   if (typeof v === 'string') return JSON.stringify(v);
+  if (v && typeof v === 'object') return `{ ${Object.entries(v).map(([k, x]) => `${JSON.stringify(k)} = ${tomlValue(x)}`).join(', ')} }`;
   return String(v);
 }
 

@@ -32,6 +32,7 @@ export const R = {
   tls: 'TLS (wss and https)',
   reload: 'config reload (SIGHUP)',
   restart: 'zero-downtime restart',
+  wh: 'webhooks',
 };
 
 let n = 0;
