@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::config::{AppConfig, ClientEventsFrom};
+use crate::metrics::{AppMetrics, Metrics};
 
 /// One app: its config plus the live counters the limits are checked against.
 #[derive(Debug)]
@@ -17,15 +18,23 @@ pub struct App {
     /// Clustered: the app's connections on the other nodes, refreshed by the cluster link, so
     /// `max_connections` holds cluster-wide.
     remote_connections: AtomicUsize,
+    /// This app's metrics, resolved once (counting is an atomic add).
+    pub metrics: AppMetrics,
 }
 
 impl App {
-    /// Wraps a validated config.
+    /// Wraps a validated config (its metrics are not registered anywhere).
     pub fn new(config: AppConfig) -> Self {
+        Self::with_metrics(config, AppMetrics::default())
+    }
+
+    /// Wraps a validated config with its registered metrics.
+    pub fn with_metrics(config: AppConfig, metrics: AppMetrics) -> Self {
         Self {
             config,
             connections: AtomicUsize::new(0),
             remote_connections: AtomicUsize::new(0),
+            metrics,
         }
     }
 
@@ -62,6 +71,7 @@ impl App {
                 Some(max) if n >= max => None,
                 _ => Some(n + 1),
             })
+            .inspect(|_| self.metrics.connection_opened())
             .is_ok()
     }
 
@@ -132,11 +142,17 @@ pub struct AppRegistry {
 }
 
 impl AppRegistry {
-    /// Builds the registry from validated app configs (ids and keys unique).
+    /// Builds the registry from validated app configs (ids and keys unique), with unregistered
+    /// metrics.
     pub fn new(apps: &[AppConfig]) -> Self {
+        Self::with_metrics(apps, &Metrics::disabled())
+    }
+
+    /// Builds the registry, each app's metrics resolved in `metrics`.
+    pub fn with_metrics(apps: &[AppConfig], metrics: &Metrics) -> Self {
         let mut reg = Self::default();
         for cfg in apps {
-            let app = Arc::new(App::new(cfg.clone()));
+            let app = Arc::new(App::with_metrics(cfg.clone(), metrics.for_app(&cfg.id)));
             reg.by_id.insert(cfg.id.clone(), app.clone());
             reg.by_key.insert(cfg.key.clone(), app);
         }

@@ -16,6 +16,7 @@ pub mod config;
 pub mod http;
 pub mod limits;
 pub mod local;
+pub mod metrics;
 pub mod outbox;
 pub mod protocol;
 pub mod server;

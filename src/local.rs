@@ -41,11 +41,7 @@ impl LocalState {
             .all()
             .map(|a| {
                 let ns = Namespace {
-                    channels: if clustered {
-                        ChannelRegistry::clustered()
-                    } else {
-                        ChannelRegistry::default()
-                    },
+                    channels: ChannelRegistry::new(clustered, a.metrics.clone()),
                     cache_ttl: Duration::from_secs(a.config.cache_ttl),
                     ..Namespace::default()
                 };

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use herald::config::{is_read_var, parse_env_file, CliOverrides, Config};
+use herald::config::{is_read_var, parse_env_file, CliOverrides, Config, LogFormat};
 use herald::server::Server;
 
 /// mimalloc: less fragmentation than glibc malloc with many small, long-lived per-connection
@@ -36,9 +36,13 @@ enum Command {
         /// Route prefix, e.g. /ws (overrides config and REVERB_SERVER_PATH).
         #[arg(long)]
         path: Option<String>,
-        /// Log every connection, message and refusal.
+        /// Log every connection, refusal and frame in and out (truncated, credentials redacted).
         #[arg(long)]
         debug: bool,
+        /// Log format: text (human-readable) or json (one object per line; overrides
+        /// [logging] format and HERALD_LOG_FORMAT).
+        #[arg(long, value_parser = ["text", "json"])]
+        log_format: Option<String>,
     },
     /// Validate the config and print the effective values with secrets masked.
     CheckConfig {
@@ -115,6 +119,21 @@ fn check_nofile(limit: u64, server: &herald::config::ServerConfig) {
     }
 }
 
+/// Logs to stderr, human-readable or as JSON lines; `--debug` (or `RUST_LOG`) sets the level.
+fn init_logging(debug: bool, format: LogFormat) {
+    let level = if debug { "debug" } else { "info" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("herald={level},warn")));
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().with_current_span(false).init(),
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
+}
+
 async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
@@ -166,19 +185,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             port,
             path,
             debug,
+            log_format,
         } => {
-            let level = if debug { "debug" } else { "info" };
-            let filter =
-                tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                    tracing_subscriber::EnvFilter::new(format!("herald={level},warn"))
-                });
-            use std::io::IsTerminal;
-            tracing_subscriber::fmt()
-                .with_env_filter(filter)
-                .with_ansi(std::io::stderr().is_terminal())
-                .with_writer(std::io::stderr)
-                .init();
-            let (config, origin) = load(&source, &CliOverrides { host, port, path })?;
+            let log_format = log_format.map(|f| f.parse::<LogFormat>()).transpose();
+            let overrides = CliOverrides {
+                host,
+                port,
+                path,
+                log_format: log_format.map_err(anyhow::Error::msg)?,
+            };
+            let (config, origin) = load(&source, &overrides)?;
+            init_logging(debug, config.logging.format);
             let embedded = source.config.is_none()
                 && config.apps.len() == 1
                 && config.apps[0].secret == "app-secret";
@@ -200,6 +217,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             runtime.block_on(async {
                 let server = Server::bind(config.clone()).await?;
                 let addr = server.local_addr();
+                if let Some(m) = server.metrics_addr() {
+                    tracing::info!("metrics on http://{m}/metrics (readiness /ready)");
+                }
                 let apps: Vec<&str> = config.apps.iter().map(|a| a.id.as_str()).collect();
                 tracing::info!(
                     "listening on {addr}{} (WebSocket {}/app/{{key}}, API {}/apps/{{id}}); apps: {}",

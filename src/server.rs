@@ -2,7 +2,8 @@
 //! hands each side its narrow context, applies the pre-upgrade budgets (first-byte and head
 //! timeouts, head size, pending connections per server and per IP), routes requests, backs off
 //! when accept fails, and shuts down gracefully (stop accepting, close every socket with 4200,
-//! drain with a deadline).
+//! drain with a deadline). With `[metrics] enabled` it also binds the metrics listener, which
+//! answers until the drain is over (`/ready` is 503 from the moment shutdown begins).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -28,7 +29,8 @@ use crate::apps::AppRegistry;
 use crate::cluster::{Cluster, ClusterError};
 use crate::config::{Config, ConfigError, MIN_HEAD_SIZE};
 use crate::http::{self, ApiContext, ApiError};
-use crate::limits::{Level, PendingBudget, PendingSlot, QuietLog};
+use crate::limits::{Level, PendingBudget, PendingRefusal, PendingSlot, QuietLog};
+use crate::metrics::{self, Metrics, ProcessCollector, Readiness, Refusal};
 use crate::socket::{self, HeadBudget, Sniff, SocketContext};
 
 /// Why the server could not start.
@@ -68,6 +70,9 @@ const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Durati
 /// A bound, not yet running server.
 pub struct Server {
     listener: TcpListener,
+    /// The metrics listener, when `[metrics] enabled`.
+    metrics_listener: Option<TcpListener>,
+    metrics: Arc<Metrics>,
     router: Arc<Router>,
     shutdown_timeout: Duration,
 }
@@ -93,16 +98,29 @@ impl Server {
         let listener = TcpListener::bind(&addr)
             .await
             .map_err(|source| ServerError::Bind { addr, source })?;
-        let apps = Arc::new(AppRegistry::new(&config.apps));
+        let metrics_listener = if config.metrics.enabled {
+            let addr = format!("{}:{}", config.metrics.host, config.metrics.port);
+            let l = TcpListener::bind(&addr)
+                .await
+                .map_err(|source| ServerError::Bind { addr, source })?;
+            Some(l)
+        } else {
+            None
+        };
+        let mut metrics = Metrics::new(config.metrics.enabled);
+        metrics.register_collector(Box::new(ProcessCollector));
+        let apps = Arc::new(AppRegistry::with_metrics(&config.apps, &metrics));
         let scaling = &config.scaling;
         let local = Arc::new(LocalState::new(&apps, scaling.enabled));
         let adapter = if scaling.enabled {
             let cluster = Cluster::start(scaling, local.clone(), apps.clone())?;
+            metrics.register_collector(cluster.collector());
             Adapter::clustered(local, cluster)
         } else {
             Adapter::local(local)
         };
         let adapter = Arc::new(adapter);
+        let metrics = Arc::new(metrics);
         let sockets = Arc::new(SocketContext {
             adapter: adapter.clone(),
             apps: apps.clone(),
@@ -111,12 +129,14 @@ impl Server {
             max_queued_frames: config.server.max_queued_frames,
             max_connections: config.server.max_connections,
             open: AtomicUsize::new(0),
+            metrics: metrics.clone(),
         });
         let api = ApiContext {
             adapter,
             apps,
             max_request_size: config.server.max_request_size,
             refused: QuietLog::new("refused API requests", Level::Info, QUIET_INTERVAL),
+            metrics: metrics.clone(),
         };
         let srv = &config.server;
         let router = Arc::new(Router {
@@ -134,6 +154,8 @@ impl Server {
         });
         Ok(Self {
             listener,
+            metrics_listener,
+            metrics,
             router,
             shutdown_timeout: Duration::from_secs(config.server.shutdown_timeout),
         })
@@ -146,12 +168,30 @@ impl Server {
             .expect("a bound listener has an address")
     }
 
+    /// The bound address of the metrics listener, when `[metrics] enabled`.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
     /// Serves until `shutdown` completes, then closes every socket with 4200 and waits for the
     /// connections to drain, at most `shutdown_timeout`.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
         let ctx = self.router.sockets.clone();
         let (token, tracker) = (ctx.shutdown.clone(), ctx.tracker.clone());
         tracker.spawn(sweep_caches(ctx.adapter.clone(), token.clone()));
+        // The metrics listener outlives the drain (it is stopped last), so `/ready` answers 503
+        // and `/metrics` keeps answering while connections close.
+        let metrics_stop = CancellationToken::new();
+        let metrics_task = self.metrics_listener.map(|l| {
+            let ready_ctx = ctx.clone();
+            let ready: Readiness = Arc::new(move || is_ready(&ready_ctx));
+            tokio::spawn(metrics::serve(
+                l,
+                self.metrics.clone(),
+                ready,
+                metrics_stop.clone(),
+            ))
+        });
         tokio::pin!(shutdown);
         let accept_errors = QuietLog::new("failed accepts", Level::Warn, QUIET_INTERVAL);
         let mut backoff = ACCEPT_BACKOFF.0;
@@ -165,6 +205,10 @@ impl Server {
                         let slot = match router.pending.try_acquire(peer.ip()) {
                             Ok(slot) => slot,
                             Err(refusal) => {
+                                self.metrics.refused(match refusal {
+                                    PendingRefusal::ServerWide => Refusal::PendingServer,
+                                    PendingRefusal::PerIp => Refusal::PendingPerIp,
+                                });
                                 router.refused.note(&format_args!("{peer}: {refusal}"));
                                 continue;
                             }
@@ -175,6 +219,7 @@ impl Server {
                     Err(e) => {
                         // Typically EMFILE/ENFILE: the pending connection stays in the backlog
                         // and the listener stays readable, so retrying at once would spin.
+                        self.metrics.accept_failed();
                         accept_errors.note(&format_args!("{e}; pausing accepts {backoff:?}"));
                         tokio::select! {
                             _ = &mut shutdown => break,
@@ -197,9 +242,18 @@ impl Server {
             tracing::warn!("shutdown deadline reached with connections still open");
         }
         ctx.adapter.stop(CLUSTER_LEAVE).await;
+        metrics_stop.cancel();
+        if let Some(task) = metrics_task {
+            let _ = task.await;
+        }
         tracing::info!("shutdown complete");
         Ok(())
     }
+}
+
+/// Readiness: not while shutting down, nor, clustered, while Redis is unreachable.
+fn is_ready(ctx: &SocketContext) -> bool {
+    !ctx.shutdown.is_cancelled() && ctx.adapter.cluster().is_none_or(Cluster::is_up)
 }
 
 async fn sweep_caches(adapter: Arc<Adapter>, token: CancellationToken) {
@@ -292,6 +346,9 @@ impl Router {
         };
         if path == "/up" {
             return http::health();
+        }
+        if path == "/ready" {
+            return http::ready(is_ready(&self.sockets));
         }
         if let Some(key) = path.strip_prefix("/app/") {
             return socket::upgrade(req, key, self.sockets.clone());

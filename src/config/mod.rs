@@ -10,6 +10,7 @@
 
 mod app;
 mod env;
+mod observability;
 mod scaling;
 
 use std::collections::{HashMap, HashSet};
@@ -19,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 pub use app::{AppConfig, ClientEventsFrom, RateLimiting};
 pub use env::{is_read_var, parse_env_file};
+pub use observability::{LogFormat, LoggingConfig, MetricsConfig, OBSERVABILITY_VARS};
 pub use scaling::{ScalingConfig, REDIS_VARS};
 
 /// The commented sample config shipped at the repository root; also what runs when nothing is given.
@@ -40,6 +42,12 @@ pub struct Config {
     /// Horizontal scaling on Redis (off by default: no Redis needed).
     #[serde(default)]
     pub scaling: ScalingConfig,
+    /// The Prometheus metrics listener (off by default).
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    /// Log format.
+    #[serde(default)]
+    pub logging: LoggingConfig,
 }
 
 /// The `[server]` table.
@@ -126,6 +134,8 @@ pub struct CliOverrides {
     pub port: Option<u16>,
     /// `--path`.
     pub path: Option<String>,
+    /// `--log-format`.
+    pub log_format: Option<LogFormat>,
 }
 
 impl Config {
@@ -158,6 +168,8 @@ impl Config {
             },
             apps: vec![AppConfig::new(id, key, secret)],
             scaling: ScalingConfig::default(),
+            metrics: MetricsConfig::default(),
+            logging: LoggingConfig::default(),
         }
     }
 
@@ -179,6 +191,8 @@ impl Config {
             self.server.max_request_size = parse_num("REVERB_MAX_REQUEST_SIZE", v)?;
         }
         app::apply_env(&mut self.apps, vars)?;
+        self.metrics.apply_env(vars)?;
+        self.logging.apply_env(vars)?;
         self.scaling.apply_env(vars)
     }
 
@@ -192,6 +206,9 @@ impl Config {
         }
         if let Some(p) = &cli.path {
             self.server.path = p.clone();
+        }
+        if let Some(f) = cli.log_format {
+            self.logging.format = f;
         }
     }
 
@@ -241,6 +258,8 @@ impl Config {
                 return invalid(&format!("apps[{i}].key"), &reason);
             }
         }
+        self.metrics
+            .validate(&self.server.host, self.server.port)?;
         self.scaling.validate()
     }
 
@@ -277,7 +296,7 @@ pub(super) fn parse_bool(key: &str, value: &str) -> Result<bool, ConfigError> {
     }
 }
 
-fn parse_num<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ConfigError> {
+pub(super) fn parse_num<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ConfigError> {
     value.parse().map_err(|_| ConfigError::Invalid {
         key: key.into(),
         reason: format!("'{value}' is not a valid number"),

@@ -7,6 +7,7 @@
 mod connection;
 mod handshake;
 pub mod session;
+pub mod trace;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -42,6 +43,8 @@ pub struct SocketContext {
     pub max_connections: usize,
     /// Open WebSocket connections, all apps.
     pub open: AtomicUsize,
+    /// Refused connections by reason.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl SocketContext {
