@@ -170,7 +170,9 @@ impl Server {
 
     /// The bound address of the metrics listener, when `[metrics] enabled`.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
-        self.metrics_listener.as_ref().and_then(|l| l.local_addr().ok())
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
     }
 
     /// Serves until `shutdown` completes, then closes every socket with 4200 and waits for the

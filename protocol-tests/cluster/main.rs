@@ -8,7 +8,8 @@
 //!   terminate_connections, the per-app connection quota;
 //! - `queries`: channel, user and connection queries answered cluster-wide from any node;
 //! - `failures`: a node killed with SIGKILL, Redis down, Redis restarted empty;
-//! - `garbage`: foreign and damaged messages on the cluster's pub/sub channel.
+//! - `garbage`: foreign and damaged messages on the cluster's pub/sub channel;
+//! - `readiness`: `/ready` and `herald_redis_up` following Redis down and back.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -20,4 +21,5 @@ mod harness;
 mod node;
 mod presence;
 mod queries;
+mod readiness;
 mod redis_proc;

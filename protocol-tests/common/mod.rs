@@ -40,6 +40,8 @@ pub fn config() -> Config {
 /// A running in-process server. Dropping it triggers a graceful shutdown.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The metrics listener's address, when `[metrics] enabled`.
+    pub metrics: Option<SocketAddr>,
     /// The configured path prefix (`""` or `/ws`), used by the clients below.
     pub prefix: String,
     shutdown: Option<oneshot::Sender<()>>,
@@ -78,6 +80,7 @@ pub async fn start(cfg: Config) -> TestServer {
         .await
         .expect("server binds");
     let addr = server.local_addr();
+    let metrics = server.metrics_addr();
     let (tx, rx) = oneshot::channel::<()>();
     let handle = tokio::spawn(async move {
         server
@@ -89,6 +92,7 @@ pub async fn start(cfg: Config) -> TestServer {
     });
     TestServer {
         addr,
+        metrics,
         prefix,
         shutdown: Some(tx),
         handle: Some(handle),

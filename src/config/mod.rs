@@ -258,8 +258,7 @@ impl Config {
                 return invalid(&format!("apps[{i}].key"), &reason);
             }
         }
-        self.metrics
-            .validate(&self.server.host, self.server.port)?;
+        self.metrics.validate(&self.server.host, self.server.port)?;
         self.scaling.validate()
     }
 

@@ -142,7 +142,10 @@ mod tests {
         .unwrap();
         c.validate().unwrap();
         assert!(c.metrics.enabled);
-        assert_eq!((c.metrics.host.as_str(), c.metrics.port), ("127.0.0.2", 9700));
+        assert_eq!(
+            (c.metrics.host.as_str(), c.metrics.port),
+            ("127.0.0.2", 9700)
+        );
         assert_eq!(c.logging.format, LogFormat::Json);
         let mut c = Config::single_app("a", "b", "c");
         let e = c

@@ -140,12 +140,15 @@ impl AppMetrics {
             closed: std::array::from_fn(|i| f.closed.get_or_create_owned(&code(codes[i]))),
             slow_consumers: f.slow_consumers.get_or_create_owned(&app()),
             subscriptions: std::array::from_fn(|i| {
-                f.subscriptions
-                    .get_or_create_owned(&kind(CHANNEL_KINDS[i]))
+                f.subscriptions.get_or_create_owned(&kind(CHANNEL_KINDS[i]))
             }),
-            channels: std::array::from_fn(|i| f.channels.get_or_create_owned(&kind(CHANNEL_KINDS[i]))),
+            channels: std::array::from_fn(|i| {
+                f.channels.get_or_create_owned(&kind(CHANNEL_KINDS[i]))
+            }),
             members: f.members.get_or_create_owned(&app()),
-            received: std::array::from_fn(|i| f.received.get_or_create_owned(&kind(MESSAGE_KINDS[i]))),
+            received: std::array::from_fn(|i| {
+                f.received.get_or_create_owned(&kind(MESSAGE_KINDS[i]))
+            }),
             received_bytes: std::array::from_fn(|i| {
                 f.received_bytes
                     .get_or_create_owned(&kind(MESSAGE_KINDS[i]))

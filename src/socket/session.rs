@@ -82,9 +82,7 @@ impl Session {
 
     /// Queues a protocol frame (a reply) on this socket's outbox, counted.
     fn reply(&self, frame: outbound::Frame) {
-        self.app
-            .metrics
-            .sent(MessageKind::Protocol, 1, frame.len());
+        self.app.metrics.sent(MessageKind::Protocol, 1, frame.len());
         self.outbox.try_send(frame);
     }
 
@@ -96,9 +94,7 @@ impl Session {
     pub fn handle_text(&mut self, text: &str) {
         super::trace::frame_in(&self.socket_id, text);
         if !self.within_message_limit() {
-            self.app
-                .metrics
-                .received(MessageKind::Protocol, text.len());
+            self.app.metrics.received(MessageKind::Protocol, text.len());
             return;
         }
         match crate::protocol::inbound::parse(text) {
@@ -111,9 +107,7 @@ impl Session {
                 self.handle(msg)
             }
             Err(e) => {
-                self.app
-                    .metrics
-                    .received(MessageKind::Protocol, text.len());
+                self.app.metrics.received(MessageKind::Protocol, text.len());
                 log_invalid(&self.socket_id, &e);
                 self.send_error(&e);
             }

@@ -106,7 +106,10 @@ mod tests {
         let out = loggable(sub);
         assert!(!out.contains("0123456789abcdef"), "{out}");
         assert!(!out.contains("secret-user"), "{out}");
-        assert!(out.contains("key:<redacted>") && out.contains("presence-x"), "{out}");
+        assert!(
+            out.contains("key:<redacted>") && out.contains("presence-x"),
+            "{out}"
+        );
         let err = r#"{"event":"pusher:subscription_error","channel":"private-x","data":"{\"type\":\"AuthError\",\"error\":\"Invalid signature: Expected HMAC SHA256 hex digest of 1.2:private-x\",\"status\":401}"}"#;
         let out = loggable(err);
         assert!(!out.contains("1.2:private-x"), "{out}");
