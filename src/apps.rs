@@ -11,6 +11,7 @@ use arc_swap::ArcSwap;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{AppConfig, ClientEventsFrom};
+use crate::metrics::{AppMetrics, AppMetricsSource};
 
 /// One app: its config plus the live counters the limits are checked against.
 #[derive(Debug)]
@@ -30,16 +31,20 @@ pub struct App {
     /// Clustered: the app's connections on the other nodes, refreshed by the cluster link, so
     /// `max_connections` holds cluster-wide.
     remote_connections: AtomicUsize,
+    /// This app's metrics, resolved once (counting is an atomic add).
+    pub metrics: AppMetrics,
 }
 
 impl App {
-    /// Wraps a validated config, with a token of its own.
+    /// Wraps a validated config, with a token of its own (its metrics are not registered
+    /// anywhere).
     pub fn new(config: AppConfig) -> Self {
-        Self::with_token(config, CancellationToken::new())
+        Self::with_token(config, CancellationToken::new(), AppMetrics::default())
     }
 
-    fn with_token(config: AppConfig, closing: CancellationToken) -> Self {
+    fn with_token(config: AppConfig, closing: CancellationToken, metrics: AppMetrics) -> Self {
         Self {
+            metrics,
             id: config.id.clone(),
             key: config.key.clone(),
             config: ArcSwap::from_pointee(config),
@@ -101,6 +106,7 @@ impl App {
                 Some(max) if n >= max => None,
                 _ => Some(n + 1),
             })
+            .inspect(|_| self.metrics.connection_opened())
             .is_ok()
     }
 
@@ -170,6 +176,8 @@ pub struct AppRegistry {
     maps: ArcSwap<Maps>,
     /// The server's shutdown token: every app's token is its child.
     shutdown: CancellationToken,
+    /// Resolves the metrics of an app (also of one a reload adds).
+    metrics: AppMetricsSource,
 }
 
 #[derive(Debug, Default)]
@@ -201,19 +209,26 @@ impl AppRegistry {
     /// Builds the registry from validated app configs (ids and keys unique), with a shutdown
     /// token of its own.
     pub fn new(apps: &[AppConfig]) -> Self {
-        Self::with_shutdown(apps, CancellationToken::new())
+        Self::with_shutdown(apps, CancellationToken::new(), AppMetricsSource::default())
     }
 
-    /// Builds the registry; `shutdown` (the server's) cancels every app's token.
-    pub fn with_shutdown(apps: &[AppConfig], shutdown: CancellationToken) -> Self {
+    /// Builds the registry; `shutdown` (the server's) cancels every app's token, and each
+    /// app's metrics are resolved in `metrics`.
+    pub fn with_shutdown(
+        apps: &[AppConfig],
+        shutdown: CancellationToken,
+        metrics: AppMetricsSource,
+    ) -> Self {
         let mut maps = Maps::default();
         for cfg in apps {
             let token = shutdown.child_token();
-            maps.insert(Arc::new(App::with_token(cfg.clone(), token)));
+            let m = metrics.for_app(&cfg.id);
+            maps.insert(Arc::new(App::with_token(cfg.clone(), token, m)));
         }
         Self {
             maps: ArcSwap::from_pointee(maps),
             shutdown,
+            metrics,
         }
     }
 
@@ -254,7 +269,8 @@ impl AppRegistry {
                         changes.removed.push(cfg.id.clone());
                     }
                     let token = self.shutdown.child_token();
-                    maps.insert(Arc::new(App::with_token(cfg.clone(), token)));
+                    let m = self.metrics.for_app(&cfg.id);
+                    maps.insert(Arc::new(App::with_token(cfg.clone(), token, m)));
                     changes.added.push(cfg.id.clone());
                 }
             }
@@ -318,7 +334,7 @@ mod tests {
             AppConfig::new("b", "kb", "sb"),
             AppConfig::new("c", "kc", "sc"),
         ];
-        let reg = AppRegistry::with_shutdown(&cfgs, shutdown.clone());
+        let reg = AppRegistry::with_shutdown(&cfgs, shutdown.clone(), Default::default());
         let (a, b, c) = (
             reg.by_id("a").unwrap(),
             reg.by_id("b").unwrap(),

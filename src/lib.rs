@@ -19,6 +19,7 @@ pub mod http;
 pub mod install;
 pub mod limits;
 pub mod local;
+pub mod metrics;
 pub mod outbox;
 pub mod protocol;
 pub mod reload;

@@ -75,7 +75,7 @@ impl LocalState {
             let mut map = HashMap::clone(&current);
             for a in missing {
                 let ns = Namespace {
-                    channels: self.new_channels(),
+                    channels: ChannelRegistry::new(self.clustered, a.metrics.clone()),
                     ..Namespace::default()
                 };
                 map.insert(a.id().to_owned(), Arc::new(ns));
@@ -88,14 +88,6 @@ impl LocalState {
             if let Some(ns) = map.get(a.id()) {
                 ns.cache_ttl.store(a.config().cache_ttl, Ordering::Relaxed);
             }
-        }
-    }
-
-    fn new_channels(&self) -> ChannelRegistry {
-        if self.clustered {
-            ChannelRegistry::clustered()
-        } else {
-            ChannelRegistry::default()
         }
     }
 

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use herald::config::{is_read_var, parse_env_file, CliOverrides, Config};
+use herald::config::{is_read_var, parse_env_file, CliOverrides, Config, LogFormat};
 use herald::server::Server;
 
 /// mimalloc: less fragmentation than glibc malloc with many small, long-lived per-connection
@@ -104,9 +104,13 @@ enum Command {
         /// Write the process id to this file (overrides server.pid_file); `herald reload` reads it.
         #[arg(long)]
         pid_file: Option<PathBuf>,
-        /// Log every connection, message and refusal.
+        /// Log every connection, refusal and frame in and out (truncated, credentials redacted).
         #[arg(long)]
         debug: bool,
+        /// Log format: text (human-readable) or json (one object per line; overrides
+        /// [logging] format and HERALD_LOG_FORMAT).
+        #[arg(long, value_parser = ["text", "json"])]
+        log_format: Option<String>,
     },
     /// Make a running server re-read its config: sends SIGHUP to the pid in the pid file.
     Reload {
@@ -206,6 +210,21 @@ fn check_nofile(limit: u64, server: &herald::config::ServerConfig) {
         );
     } else {
         tracing::info!("open-file limit: {limit}");
+    }
+}
+
+/// Logs to stderr, human-readable or as JSON lines; `--debug` (or `RUST_LOG`) sets the level.
+fn init_logging(debug: bool, format: LogFormat) {
+    let level = if debug { "debug" } else { "info" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("herald={level},warn")));
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().with_current_span(false).init(),
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
     }
 }
 
@@ -392,25 +411,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             path,
             pid_file,
             debug,
+            log_format,
         } => {
-            let level = if debug { "debug" } else { "info" };
-            let filter =
-                tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                    tracing_subscriber::EnvFilter::new(format!("herald={level},warn"))
-                });
-            use std::io::IsTerminal;
-            tracing_subscriber::fmt()
-                .with_env_filter(filter)
-                .with_ansi(std::io::stderr().is_terminal())
-                .with_writer(std::io::stderr)
-                .init();
+            let log_format = log_format.map(|f| f.parse::<LogFormat>()).transpose();
             let cli = CliOverrides {
                 host,
                 port,
                 path,
                 pid_file,
+                log_format: log_format.map_err(anyhow::Error::msg)?,
             };
             let (config, origin) = load(&source, &cli)?;
+            init_logging(debug, config.logging.format);
             let embedded = source.config.is_none()
                 && config.apps.len() == 1
                 && config.apps[0].secret == "app-secret";
@@ -438,6 +450,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     Some(path) => Some(PidFile::write(path)?),
                     None => None,
                 };
+                if let Some(m) = server.metrics_addr() {
+                    tracing::info!("metrics on http://{m}/metrics (readiness /ready)");
+                }
                 tokio::spawn(reload_on_sighup(server.reloader(), source, cli));
                 let apps: Vec<&str> = config.apps.iter().map(|a| a.id.as_str()).collect();
                 let tls = if config.server.tls.is_some() { " with TLS" } else { "" };

@@ -5,6 +5,8 @@
 //! drain with a deadline). The listener binds with SO_REUSEPORT (`server.reuse_port`) so a new
 //! process can take over the port; with `[server.tls]` every connection is TLS, under the same
 //! pre-upgrade budgets. [`Server::reloader`] is the handle SIGHUP uses (`crate::reload`).
+//! drain with a deadline). With `[metrics] enabled` it also binds the metrics listener, which
+//! answers until the drain is over (`/ready` is 503 from the moment shutdown begins).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -31,7 +33,8 @@ use crate::apps::AppRegistry;
 use crate::cluster::{Cluster, ClusterError};
 use crate::config::{Config, ConfigError, MIN_HEAD_SIZE};
 use crate::http::{self, ApiContext, ApiError};
-use crate::limits::{Level, PendingBudget, PendingSlot, QuietLog};
+use crate::limits::{Level, PendingBudget, PendingRefusal, PendingSlot, QuietLog};
+use crate::metrics::{self, Metrics, ProcessCollector, Readiness, Refusal};
 use crate::reload::Reloader;
 use crate::socket::{self, HeadBudget, Rewind, Sniff, SocketContext};
 use crate::tls::{LiveTls, TlsError};
@@ -85,6 +88,9 @@ const HTTP_DRAIN: Duration = Duration::from_secs(2);
 /// A bound, not yet running server.
 pub struct Server {
     listener: TcpListener,
+    /// The metrics listener, when `[metrics] enabled`.
+    metrics_listener: Option<TcpListener>,
+    metrics: Arc<Metrics>,
     router: Arc<Router>,
     shutdown_timeout: Duration,
     reloader: Arc<Reloader>,
@@ -119,12 +125,28 @@ impl Server {
         let listener = bind_listener(&addr, config.server.reuse_port)
             .await
             .map_err(|source| ServerError::Bind { addr, source })?;
+        let metrics_listener = if config.metrics.enabled {
+            let addr = format!("{}:{}", config.metrics.host, config.metrics.port);
+            let l = TcpListener::bind(&addr)
+                .await
+                .map_err(|source| ServerError::Bind { addr, source })?;
+            Some(l)
+        } else {
+            None
+        };
+        let mut metrics = Metrics::new(config.metrics.enabled);
+        metrics.register_collector(Box::new(ProcessCollector));
         let shutdown = CancellationToken::new();
-        let apps = Arc::new(AppRegistry::with_shutdown(&config.apps, shutdown.clone()));
+        let apps = Arc::new(AppRegistry::with_shutdown(
+            &config.apps,
+            shutdown.clone(),
+            metrics.app_source(),
+        ));
         let scaling = &config.scaling;
         let local = Arc::new(LocalState::new(&apps, scaling.enabled));
         let adapter = if scaling.enabled {
             let cluster = Cluster::start(scaling, local.clone(), apps.clone())?;
+            metrics.register_collector(cluster.collector());
             Adapter::clustered(local.clone(), cluster)
         } else {
             Adapter::local(local.clone())
@@ -137,6 +159,7 @@ impl Server {
             );
         }
         let adapter = Arc::new(adapter.with_webhooks(webhooks));
+        let metrics = Arc::new(metrics);
         let sockets = Arc::new(SocketContext {
             adapter: adapter.clone(),
             apps: apps.clone(),
@@ -145,6 +168,7 @@ impl Server {
             max_queued_frames: config.server.max_queued_frames,
             max_connections: config.server.max_connections,
             open: AtomicUsize::new(0),
+            metrics: metrics.clone(),
         });
         let reloader = Arc::new(Reloader::new(
             config.clone(),
@@ -157,6 +181,7 @@ impl Server {
             apps,
             max_request_size: config.server.max_request_size,
             refused: QuietLog::new("refused API requests", Level::Info, QUIET_INTERVAL),
+            metrics: metrics.clone(),
         };
         let srv = &config.server;
         let router = Arc::new(Router {
@@ -176,6 +201,8 @@ impl Server {
         });
         Ok(Self {
             listener,
+            metrics_listener,
+            metrics,
             router,
             shutdown_timeout: Duration::from_secs(config.server.shutdown_timeout),
             reloader,
@@ -200,6 +227,13 @@ impl Server {
             .expect("a bound listener has an address")
     }
 
+    /// The bound address of the metrics listener, when `[metrics] enabled`.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+    }
+
     /// Serves until `shutdown` completes, then closes every socket with 4200 and waits for the
     /// connections to drain, at most `shutdown_timeout`.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
@@ -208,6 +242,19 @@ impl Server {
         tracker.spawn(sweep_caches(ctx.adapter.clone(), token.clone()));
         let (adapter, apps) = (ctx.adapter.clone(), ctx.apps.clone());
         tracker.spawn(crate::counting::run(adapter, apps, token.clone()));
+        // The metrics listener outlives the drain (it is stopped last), so `/ready` answers 503
+        // and `/metrics` keeps answering while connections close.
+        let metrics_stop = CancellationToken::new();
+        let metrics_task = self.metrics_listener.map(|l| {
+            let ready_ctx = ctx.clone();
+            let ready: Readiness = Arc::new(move || is_ready(&ready_ctx));
+            tokio::spawn(metrics::serve(
+                l,
+                self.metrics.clone(),
+                ready,
+                metrics_stop.clone(),
+            ))
+        });
         tokio::pin!(shutdown);
         let accept_errors = QuietLog::new("failed accepts", Level::Warn, QUIET_INTERVAL);
         let mut backoff = ACCEPT_BACKOFF.0;
@@ -221,6 +268,10 @@ impl Server {
                         let slot = match router.pending.try_acquire(peer.ip()) {
                             Ok(slot) => slot,
                             Err(refusal) => {
+                                self.metrics.refused(match refusal {
+                                    PendingRefusal::ServerWide => Refusal::PendingServer,
+                                    PendingRefusal::PerIp => Refusal::PendingPerIp,
+                                });
                                 router.refused.note(&format_args!("{peer}: {refusal}"));
                                 continue;
                             }
@@ -231,6 +282,7 @@ impl Server {
                     Err(e) => {
                         // Typically EMFILE/ENFILE: the pending connection stays in the backlog
                         // and the listener stays readable, so retrying at once would spin.
+                        self.metrics.accept_failed();
                         accept_errors.note(&format_args!("{e}; pausing accepts {backoff:?}"));
                         tokio::select! {
                             _ = &mut shutdown => break,
@@ -272,6 +324,10 @@ impl Server {
         let left = self.shutdown_timeout.saturating_sub(started.elapsed());
         ctx.adapter.flush_webhooks(left).await;
         ctx.adapter.stop(CLUSTER_LEAVE).await;
+        metrics_stop.cancel();
+        if let Some(task) = metrics_task {
+            let _ = task.await;
+        }
         tracing::info!("shutdown complete");
         Ok(())
     }
@@ -300,6 +356,11 @@ async fn bind_listener(addr: &str, reuse_port: bool) -> std::io::Result<TcpListe
         }
     }
     Err(last.unwrap_or_else(|| std::io::Error::other("the host resolves to no address")))
+}
+
+/// Readiness: not while shutting down, nor, clustered, while Redis is unreachable.
+fn is_ready(ctx: &SocketContext) -> bool {
+    !ctx.shutdown.is_cancelled() && ctx.adapter.cluster().is_none_or(Cluster::is_up)
 }
 
 async fn sweep_caches(adapter: Arc<Adapter>, token: CancellationToken) {
@@ -447,6 +508,9 @@ impl Router {
         };
         if path == "/up" {
             return http::health();
+        }
+        if path == "/ready" {
+            return http::ready(is_ready(&self.sockets));
         }
         if let Some(key) = path.strip_prefix("/app/") {
             return socket::upgrade(req, key, self.sockets.clone());

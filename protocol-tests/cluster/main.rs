@@ -10,6 +10,7 @@
 //! - `failures`: a node killed with SIGKILL, Redis down, Redis restarted empty;
 //! - `garbage`: foreign and damaged messages on the cluster's pub/sub channel;
 //! - `watchlist`: watchlist events and subscription counts across nodes, a node killed.
+//! - `readiness`: `/ready` and `herald_redis_up` following Redis down and back.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -21,5 +22,6 @@ mod harness;
 mod node;
 mod presence;
 mod queries;
+mod readiness;
 mod redis_proc;
 mod watchlist;

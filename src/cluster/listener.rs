@@ -24,11 +24,15 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 pub(super) async fn run(shared: Arc<Shared>, client: redis::Client, stop: CancellationToken) {
     let mut backoff = MIN_BACKOFF;
     let mut down_logged = false;
+    let mut first = true;
     loop {
         let subscribed = tokio::time::timeout(CONNECT_TIMEOUT, subscribe(&client, &shared)).await;
         match subscribed {
             Ok(Ok(pubsub)) => {
                 tracing::info!(node = %shared.node, "cluster link up");
+                if !std::mem::take(&mut first) {
+                    shared.stats.reconnects.fetch_add(1, Ordering::Relaxed);
+                }
                 backoff = MIN_BACKOFF;
                 down_logged = false;
                 shared.resync.store(true, Ordering::Release);

@@ -15,6 +15,7 @@
 
 mod link;
 mod listener;
+mod metrics;
 mod queries;
 pub mod scripts;
 mod state;
@@ -61,6 +62,8 @@ pub struct ClusterStats {
     pub skipped_foreign: AtomicU64,
     /// Times the link to Redis was lost.
     pub outages: AtomicU64,
+    /// Times the pub/sub listener subscribed again after losing its connection.
+    pub reconnects: AtomicU64,
 }
 
 /// One queued write, in the order the node made them.
@@ -220,6 +223,17 @@ impl Cluster {
     /// What was dropped or skipped so far.
     pub fn stats(&self) -> &ClusterStats {
         &self.shared.stats
+    }
+
+    /// Whether Redis is reachable: the last command succeeded and the pub/sub listener is
+    /// subscribed (readiness, and the `herald_redis_up` gauge).
+    pub fn is_up(&self) -> bool {
+        self.shared.is_up()
+    }
+
+    /// The scrape-time collector of the cluster link's metrics.
+    pub fn collector(&self) -> Box<dyn prometheus_client::collector::Collector> {
+        Box::new(metrics::ClusterCollector(self.shared.clone()))
     }
 
     /// Sends an event to the other nodes (this node delivered it already). For cache channels
@@ -404,6 +418,10 @@ impl Cluster {
 }
 
 impl Shared {
+    fn is_up(&self) -> bool {
+        self.up.load(Ordering::Acquire) && self.subscribed.load(Ordering::Acquire)
+    }
+
     /// Queues a write; a full queue drops the oldest write (counted, logged).
     fn push(&self, op: Op) {
         let mut q = self.queue.lock();

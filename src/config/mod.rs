@@ -10,6 +10,7 @@
 
 mod app;
 mod env;
+mod observability;
 mod scaling;
 mod tls;
 mod webhooks;
@@ -21,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 pub use app::{AppConfig, ClientEventsFrom, RateLimiting};
 pub use env::{is_read_var, parse_env_file};
+pub use observability::{LogFormat, LoggingConfig, MetricsConfig, OBSERVABILITY_VARS};
 pub use scaling::{ScalingConfig, REDIS_VARS};
 pub use tls::TlsConfig;
 pub use webhooks::{WebhookBatching, WebhookEventType, WebhookFilter, WebhookRetry, WebhookTarget};
@@ -44,6 +46,12 @@ pub struct Config {
     /// Horizontal scaling on Redis (off by default: no Redis needed).
     #[serde(default)]
     pub scaling: ScalingConfig,
+    /// The Prometheus metrics listener (off by default).
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    /// Log format.
+    #[serde(default)]
+    pub logging: LoggingConfig,
 }
 
 /// The `[server]` table.
@@ -147,6 +155,8 @@ pub struct CliOverrides {
     pub path: Option<String>,
     /// `--pid-file`.
     pub pid_file: Option<PathBuf>,
+    /// `--log-format`.
+    pub log_format: Option<LogFormat>,
 }
 
 impl Config {
@@ -179,6 +189,8 @@ impl Config {
             },
             apps: vec![AppConfig::new(id, key, secret)],
             scaling: ScalingConfig::default(),
+            metrics: MetricsConfig::default(),
+            logging: LoggingConfig::default(),
         }
     }
 
@@ -200,6 +212,8 @@ impl Config {
             self.server.max_request_size = parse_num("REVERB_MAX_REQUEST_SIZE", v)?;
         }
         app::apply_env(&mut self.apps, vars)?;
+        self.metrics.apply_env(vars)?;
+        self.logging.apply_env(vars)?;
         self.scaling.apply_env(vars)
     }
 
@@ -216,6 +230,9 @@ impl Config {
         }
         if let Some(p) = &cli.pid_file {
             self.server.pid_file = Some(p.clone());
+        }
+        if let Some(f) = cli.log_format {
+            self.logging.format = f;
         }
     }
 
@@ -271,6 +288,7 @@ impl Config {
                 return invalid(&format!("apps[{i}].key"), &reason);
             }
         }
+        self.metrics.validate(&self.server.host, self.server.port)?;
         self.scaling.validate()
     }
 
@@ -313,7 +331,7 @@ pub(super) fn parse_bool(key: &str, value: &str) -> Result<bool, ConfigError> {
     }
 }
 
-fn parse_num<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ConfigError> {
+pub(super) fn parse_num<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ConfigError> {
     value.parse().map_err(|_| ConfigError::Invalid {
         key: key.into(),
         reason: format!("'{value}' is not a valid number"),

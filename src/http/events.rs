@@ -7,6 +7,7 @@ use serde_json::Value;
 use super::ApiError;
 use crate::adapter::Adapter;
 use crate::apps::App;
+use crate::metrics::MessageKind;
 use crate::outbox::SocketId;
 use crate::protocol::channel::validate;
 use crate::protocol::{Access, ChannelKind};
@@ -139,6 +140,7 @@ fn validate_event(app: &App, body: EventBody, batch_item: bool) -> Result<Event,
 }
 
 fn deliver(app: &App, ev: &Event, adapter: &Adapter) {
+    app.metrics.received(MessageKind::ApiEvent, ev.data.len());
     for channel in &ev.channels {
         adapter.trigger(app, channel, &ev.name, &ev.data, ev.except);
     }

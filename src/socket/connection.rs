@@ -21,6 +21,7 @@ use tokio_tungstenite::WebSocketStream;
 use super::session::Session;
 use super::{Admission, SocketContext};
 use crate::apps::App;
+use crate::metrics::{CloseLabel, MessageKind, Refusal};
 use crate::outbox::{Outbox, SocketId};
 use crate::protocol::outbound::{self, Frame};
 use crate::protocol::{PusherError, ViolationCode};
@@ -99,7 +100,7 @@ pub(super) async fn run<S>(
     let open = ctx.open.fetch_add(1, Ordering::AcqRel) + 1;
     let admitted = admit(&ctx, app, &adm, open);
     if let Err(e) = &admitted {
-        log_refused(&adm.app_key, e);
+        refused(&ctx, &adm.app_key, e);
     }
     drop(adm);
     match admitted {
@@ -149,6 +150,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     let mut session = Session::new(app.clone(), ctx.adapter.clone(), outbox.clone());
     let hello =
         outbound::connection_established(session.socket_id(), app.config().activity_timeout);
+    app.metrics.sent(MessageKind::Protocol, 1, hello.len());
     log_connected(session.socket_id(), app.id());
     let end = match Box::pin(send(ws, Message::Text(hello))).await {
         Ok(()) => drive(ws, ctx, &mut session, &outbox, &app).await,
@@ -156,6 +158,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     };
     session.close();
     app.release_connection();
+    closed(&app, &end);
     log_disconnected(session.socket_id());
     // Boxed, like every once-per-connection or once-per-ping write: only the hot loop's state
     // should live in the connection task for the whole connection.
@@ -166,6 +169,9 @@ async fn send<S: AsyncRead + AsyncWrite + Unpin>(
     ws: &mut WebSocketStream<S>,
     msg: Message,
 ) -> Result<(), ()> {
+    if let Message::Text(text) = &msg {
+        super::trace::frame_out(&"-", text);
+    }
     match timeout(WRITE_TIMEOUT, ws.send(msg)).await {
         Ok(Ok(())) => Ok(()),
         _ => Err(()),
@@ -193,6 +199,7 @@ async fn write_all<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> Result<(), WriteError> {
     let write = async {
         while let Some(frame) = buf.pop_front() {
+            super::trace::frame_out(&outbox.id(), &frame);
             ws.feed(Message::Text(frame)).await?;
         }
         ws.flush().await
@@ -316,7 +323,9 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                     let ping = if control_frames {
                         Message::Ping(Default::default())
                     } else {
-                        Message::Text(outbound::ping())
+                        let ping = outbound::ping();
+                        app.metrics.sent(MessageKind::Protocol, 1, ping.len());
+                        Message::Text(ping)
                     };
                     if Box::pin(send(ws, ping)).await.is_err() {
                         return End::Gone;
@@ -381,9 +390,36 @@ fn violation(err: &WsError) -> Option<ViolationCode> {
 // reserves its field set in the task's future for the whole connection (measured: +560 bytes
 // per connection for two `debug!` calls).
 
+/// Counts and logs a connection refused at admission.
 #[inline(never)]
-fn log_refused(key: &str, err: &PusherError) {
+fn refused(ctx: &SocketContext, key: &str, err: &PusherError) {
+    let why = match err {
+        PusherError::OverCapacity => Refusal::ServerCap,
+        PusherError::AppNotFound => Refusal::UnknownApp,
+        PusherError::OriginNotAllowed => Refusal::Origin,
+        PusherError::OverQuota => Refusal::AppQuota,
+        _ => Refusal::Protocol,
+    };
+    ctx.metrics.refused(why);
     tracing::debug!(key, "connection refused: {err}");
+}
+
+/// Counts an admitted connection's end by close code (and the final `pusher:error`).
+#[inline(never)]
+fn closed(app: &App, end: &End) {
+    let how = match end {
+        End::Gone => CloseLabel::Gone,
+        End::PeerClosed => CloseLabel::Client,
+        End::Violation(code) => CloseLabel::Code(code.as_u16()),
+        End::Close(err) => {
+            if *err != PusherError::SlowConsumer {
+                let frame = outbound::error(err);
+                app.metrics.sent(MessageKind::Protocol, 1, frame.len());
+            }
+            CloseLabel::Code(err.code().as_u16())
+        }
+    };
+    app.metrics.connection_closed(how);
 }
 
 #[inline(never)]

@@ -8,6 +8,7 @@ mod connection;
 mod handshake;
 mod rewind;
 pub mod session;
+pub mod trace;
 
 pub use rewind::Rewind;
 
@@ -46,6 +47,8 @@ pub struct SocketContext {
     pub max_connections: usize,
     /// Open WebSocket connections, all apps.
     pub open: AtomicUsize,
+    /// Refused connections by reason.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl SocketContext {

@@ -13,6 +13,7 @@ use crate::adapter::Adapter;
 use crate::apps::App;
 use crate::auth;
 use crate::channels::MemberData;
+use crate::metrics::{AuthFailure, MessageKind, RateLimit as Limit};
 use crate::outbox::{Outbox, SocketId};
 use crate::protocol::channel::{validate, SERVER_TO_USER_PREFIX};
 use crate::protocol::outbound;
@@ -81,19 +82,35 @@ impl Session {
         self.outbox.id()
     }
 
+    /// Queues a protocol frame (a reply) on this socket's outbox, counted.
+    fn reply(&self, frame: outbound::Frame) {
+        self.app.metrics.sent(MessageKind::Protocol, 1, frame.len());
+        self.outbox.try_send(frame);
+    }
+
     fn send_error(&self, err: &PusherError) {
-        self.outbox.try_send(outbound::error(err));
+        self.reply(outbound::error(err));
     }
 
     /// Handles one text frame.
     pub fn handle_text(&mut self, text: &str) {
+        super::trace::frame_in(&self.socket_id, text);
         if !self.within_message_limit() {
+            self.app.metrics.received(MessageKind::Protocol, text.len());
             return;
         }
         match crate::protocol::inbound::parse(text) {
-            Ok(msg) => self.handle(msg),
+            Ok(msg) => {
+                let kind = match msg {
+                    ClientMessage::ClientEvent { .. } => MessageKind::ClientEvent,
+                    _ => MessageKind::Protocol,
+                };
+                self.app.metrics.received(kind, text.len());
+                self.handle(msg)
+            }
             Err(e) => {
-                tracing::debug!(socket = %self.socket_id, "invalid message: {e}");
+                self.app.metrics.received(MessageKind::Protocol, text.len());
+                log_invalid(&self.socket_id, &e);
                 self.send_error(&e);
             }
         }
@@ -117,6 +134,7 @@ impl Session {
             self.messages.count += 1;
             return true;
         }
+        self.app.metrics.rate_limited(Limit::Messages);
         if limit.terminate_on_limit {
             self.outbox.close(PusherError::MessageRateLimited);
         } else {
@@ -127,9 +145,7 @@ impl Session {
 
     fn handle(&mut self, msg: ClientMessage) {
         match msg {
-            ClientMessage::Ping => {
-                self.outbox.try_send(outbound::pong());
-            }
+            ClientMessage::Ping => self.reply(outbound::pong()),
             ClientMessage::Pong | ClientMessage::Ignored => {}
             ClientMessage::Subscribe {
                 channel,
@@ -180,10 +196,12 @@ impl Session {
                     .insert(channel.into_boxed_str(), member.map(|m| m.key));
             }
             Err((detail, err)) => {
-                tracing::debug!(socket = %self.socket_id, %channel, "subscription refused: {detail}");
+                if err == PusherError::Unauthorized {
+                    self.app.metrics.auth_failed(AuthFailure::ChannelAuth);
+                }
+                log_refused_subscription(&self.socket_id, &channel, &err, &detail);
                 if err != PusherError::InvalidMessage {
-                    let frame = outbound::subscription_error(&channel, &err, &detail);
-                    self.outbox.try_send(frame);
+                    self.reply(outbound::subscription_error(&channel, &err, &detail));
                 }
                 self.send_error(&err);
             }
@@ -282,7 +300,8 @@ impl Session {
         let (id, info, watchlist) = match (verified, parsed) {
             (Ok(()), Some(user)) => user,
             (verified, _) => {
-                tracing::debug!(socket = %self.socket_id, ?verified, "sign-in refused");
+                self.app.metrics.auth_failed(AuthFailure::Signin);
+                log_refused_signin(&self.socket_id, verified.is_ok());
                 return self.send_error(&PusherError::SigninFailed);
             }
         };
@@ -293,7 +312,7 @@ impl Session {
             Some(_) => false,
             None => true,
         };
-        self.outbox.try_send(outbound::signin_success(user_data));
+        self.reply(outbound::signin_success(user_data));
         if first {
             // Watchlist events: the first 100 ids are watched; more is reported, not refused.
             let watchlist = if self.app.config().watchlist_events {
@@ -337,6 +356,7 @@ impl Session {
             };
         }
         if self.rate.count >= cfg.client_events_per_second {
+            self.app.metrics.rate_limited(Limit::ClientEvents);
             return Err(PusherError::RateLimited);
         }
         self.rate.count += 1;
@@ -367,4 +387,32 @@ impl Session {
             self.adapter.sign_out(&self.app, &user.id, self.outbox.id());
         }
     }
+}
+
+#[inline(never)]
+fn log_invalid(socket: &str, err: &PusherError) {
+    tracing::debug!(socket, "invalid message: {err}");
+}
+
+/// Logs a refused subscription without the signed string an auth failure quotes (it holds
+/// `channel_data`): only the error for auth failures, other details truncated.
+#[inline(never)]
+fn log_refused_subscription(socket: &str, channel: &str, err: &PusherError, detail: &str) {
+    if *err == PusherError::Unauthorized {
+        tracing::debug!(socket, channel, "subscription refused: {err}");
+    } else {
+        let detail = super::trace::truncate(detail, 120);
+        tracing::debug!(socket, channel, "subscription refused: {detail}");
+    }
+}
+
+/// Logs a refused sign-in without the signature or `user_data`.
+#[inline(never)]
+fn log_refused_signin(socket: &str, signature_ok: bool) {
+    let why = if signature_ok {
+        "user_data has no non-empty string id"
+    } else {
+        "bad signature"
+    };
+    tracing::debug!(socket, "sign-in refused: {why}");
 }
