@@ -139,7 +139,7 @@ impl Adapter {
     /// count notice after the new count is in Redis). A `subscription_count` webhook belongs here.
     fn subscription_count_changed(&self, app: &App, channel: &str, kind: ChannelKind) {
         if app.config().subscription_count && !kind.is_presence() {
-            self.local.mark_count(app.id(), channel);
+            self.local.mark_count(app.id(), channel, true);
         }
     }
 
@@ -148,6 +148,14 @@ impl Adapter {
     pub fn send_subscription_count(&self, app: &App, channel: &str, count: usize) {
         let frame = outbound::subscription_count(channel, count);
         self.ns(app).channels.publish(channel, &frame, None);
+    }
+
+    /// The `subscription_count` webhook, from the node whose own socket changed the count
+    /// (see `crate::counting`, which throttles it as Pusher does).
+    pub fn subscription_count_webhook(&self, app: &App, channel: &str, count: usize) {
+        if let Some(w) = &self.webhooks {
+            w.subscription_count(app, channel, count);
+        }
     }
 
     /// This node's state (for `crate::counting`).

@@ -12,6 +12,10 @@
 //! node's subscribers. Every node does so for its own subscribers, so all of them get the same
 //! cluster-wide figure.
 //!
+//! The `subscription_count` webhook goes out with the same count, from the node whose own socket
+//! changed it (a mark from another node's notice does not send it), so a cluster sends it once
+//! per change.
+//!
 //! Throttling, as Pusher documents it for the `subscription_count` webhook: a channel of more
 //! than [`LARGE`] subscribers gets at most one count per [`LARGE_INTERVAL`]; a later change is
 //! sent when that interval is over. Smaller channels get every (coalesced) change.
@@ -41,10 +45,11 @@ pub const LARGE_INTERVAL: Duration = Duration::from_secs(5);
 pub async fn run(adapter: Arc<Adapter>, apps: Arc<AppRegistry>, stop: CancellationToken) {
     // (app id, channel) → when its last count was sent (kept for LARGE_INTERVAL).
     let mut sent: HashMap<(String, String), Instant> = HashMap::new();
-    // Large channels whose change waits for its interval to end.
-    let mut deferred: HashMap<(String, String), Instant> = HashMap::new();
+    // Large channels whose change waits for its interval to end (and whether one of the
+    // changes was this node's own, for the webhook).
+    let mut deferred: HashMap<(String, String), (Instant, bool)> = HashMap::new();
     loop {
-        let next_due = deferred.values().min().copied();
+        let next_due = deferred.values().map(|(at, _)| *at).min();
         tokio::select! {
             _ = adapter.local_state().count_marked() => {}
             _ = sleep_until(next_due) => {}
@@ -53,22 +58,27 @@ pub async fn run(adapter: Arc<Adapter>, apps: Arc<AppRegistry>, stop: Cancellati
         tokio::time::sleep(COALESCE).await;
         let now = Instant::now();
         sent.retain(|_, at| now.duration_since(*at) < LARGE_INTERVAL);
-        let mut due: Vec<(String, String)> = Vec::new();
-        deferred.retain(|k, at| {
+        let mut due: Vec<((String, String), bool)> = Vec::new();
+        deferred.retain(|k, (at, own)| {
             let ready = *at <= now;
             if ready {
-                due.push(k.clone());
+                due.push((k.clone(), *own));
             }
             !ready
         });
         for app in apps.all() {
             let marks = adapter.local_state().take_count_marks(app.id());
             if app.config().subscription_count {
-                due.extend(marks.into_iter().map(|c| (app.id().to_owned(), c)));
+                due.extend(
+                    marks
+                        .into_iter()
+                        .map(|(c, own)| ((app.id().to_owned(), c), own)),
+                );
             }
         }
-        for key in due {
-            if deferred.contains_key(&key) {
+        for (key, own) in due {
+            if let Some((_, was_own)) = deferred.get_mut(&key) {
+                *was_own |= own;
                 continue;
             }
             let Some(app) = apps.by_id(&key.0) else {
@@ -85,12 +95,15 @@ pub async fn run(adapter: Arc<Adapter>, apps: Arc<AppRegistry>, stop: Cancellati
             let now = Instant::now();
             if n > LARGE {
                 if let Some(at) = sent.get(&key) {
-                    deferred.insert(key, *at + LARGE_INTERVAL);
+                    deferred.insert(key, (*at + LARGE_INTERVAL, own));
                     continue;
                 }
             }
             if n > 0 {
                 adapter.send_subscription_count(&app, &key.1, n);
+                if own {
+                    adapter.subscription_count_webhook(&app, &key.1, n);
+                }
                 sent.insert(key, now);
             }
         }

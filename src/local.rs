@@ -4,7 +4,7 @@
 //! HTTP sides reach it; the cluster link (`crate::cluster`) also writes into it when messages from
 //! other nodes arrive.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,7 +37,9 @@ pub struct Namespace {
     pub watchlists: Watchlists,
     /// Channels whose subscription count changed since `crate::counting` last looked (apps
     /// with `subscription_count` only).
-    count_marks: Mutex<HashSet<String>>,
+    /// The value says whether a change was this node's own (its subscribe or unsubscribe),
+    /// which makes this node the one to send the `subscription_count` webhook.
+    count_marks: Mutex<HashMap<String, bool>>,
 }
 
 /// Every app's namespace on this node. Built at start-up; a reload adds the namespaces of new
@@ -93,9 +95,14 @@ impl LocalState {
 
     /// Marks a channel whose subscription count (local or cluster-wide) changed, for
     /// `crate::counting` to send `pusher_internal:subscription_count` to its local subscribers.
-    pub fn mark_count(&self, app_id: &str, channel: &str) {
+    /// `own`: the change was one of this node's sockets (not a notice from another node).
+    pub fn mark_count(&self, app_id: &str, channel: &str, own: bool) {
         if let Some(ns) = self.ns(app_id) {
-            if ns.count_marks.lock().insert(channel.to_owned()) {
+            let mut marks = ns.count_marks.lock();
+            let new = !marks.contains_key(channel);
+            *marks.entry(channel.to_owned()).or_default() |= own;
+            drop(marks);
+            if new {
                 self.count_wake.notify_one();
             }
         }
@@ -106,11 +113,13 @@ impl LocalState {
     pub fn mark_all_counts(&self, app_id: &str) {
         if let Some(ns) = self.ns(app_id) {
             let names = ns.channels.list("");
-            let counted = names
-                .into_iter()
-                .map(|(name, _)| name)
-                .filter(|name| !ChannelKind::of(name).is_presence());
-            ns.count_marks.lock().extend(counted);
+            let mut marks = ns.count_marks.lock();
+            for (name, _) in names {
+                if !ChannelKind::of(&name).is_presence() {
+                    marks.entry(name).or_default();
+                }
+            }
+            drop(marks);
             self.count_wake.notify_one();
         }
     }
@@ -120,8 +129,8 @@ impl LocalState {
         self.count_wake.notified().await;
     }
 
-    /// Takes the marked channels of an app.
-    pub fn take_count_marks(&self, app_id: &str) -> HashSet<String> {
+    /// Takes the marked channels of an app, each with whether a change was this node's own.
+    pub fn take_count_marks(&self, app_id: &str) -> HashMap<String, bool> {
         self.ns(app_id)
             .map(|ns| std::mem::take(&mut *ns.count_marks.lock()))
             .unwrap_or_default()

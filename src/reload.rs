@@ -8,7 +8,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use crate::apps::{AppChanges, AppRegistry};
-use crate::config::{Config, ConfigError};
+use crate::config::{AppConfig, Config, ConfigError};
 use crate::local::LocalState;
 use crate::tls::{LiveTls, TlsError};
 
@@ -64,7 +64,8 @@ impl Reloader {
     pub fn apply(&self, mut new: Config) -> Result<ReloadReport, ReloadError> {
         new.validate()?;
         let mut current = self.current.lock();
-        let ignored = restart_only_changes(&current, &new);
+        let mut ignored = restart_only_changes(&current, &new);
+        ignored.extend(webhook_changes(&current.apps, &new.apps));
         let mut tls_reloaded = false;
         if let (Some(live), Some(files)) = (&self.tls, &new.server.tls) {
             live.reload(files)?;
@@ -82,6 +83,23 @@ impl Reloader {
             ignored,
         })
     }
+}
+
+/// Apps whose webhook settings changed (targets, batching, delay, retries): the webhook tasks
+/// are built at start, so these take effect at the next restart.
+fn webhook_changes(old: &[AppConfig], new: &[AppConfig]) -> Vec<String> {
+    new.iter()
+        .filter(|n| match old.iter().find(|o| o.id == n.id) {
+            Some(o) => {
+                o.webhooks != n.webhooks
+                    || o.webhook_batching != n.webhook_batching
+                    || o.webhook_vacated_delay_ms != n.webhook_vacated_delay_ms
+                    || o.webhook_retry != n.webhook_retry
+            }
+            None => !n.webhooks.is_empty(),
+        })
+        .map(|n| format!("apps.{}.webhooks", n.id))
+        .collect()
 }
 
 /// The dotted keys outside `[[apps]]` whose values differ, except the TLS file paths (re-read
@@ -154,5 +172,27 @@ mod tests {
         assert_eq!(restart_only_changes(&a, &b), ["server.tls"]);
         a.server.tls = Some(tls("old.pem"));
         assert!(restart_only_changes(&a, &b).is_empty());
+    }
+
+    #[test]
+    fn webhook_changes_need_a_restart() {
+        let plain = AppConfig::new("a", "ka", "sa");
+        let mut hooked = plain.clone();
+        hooked.webhooks = vec![crate::config::WebhookTarget {
+            url: "http://127.0.0.1:9/hook".into(),
+            event_types: vec![crate::config::WebhookEventType::ChannelOccupied],
+            filter: Default::default(),
+            headers: Default::default(),
+        }];
+        assert!(webhook_changes(&[plain.clone()], &[plain.clone()]).is_empty());
+        assert_eq!(
+            webhook_changes(&[plain.clone()], &[hooked.clone()]),
+            ["apps.a.webhooks"]
+        );
+        assert_eq!(webhook_changes(&[], &[hooked.clone()]), ["apps.a.webhooks"]);
+        assert!(webhook_changes(&[], &[plain]).is_empty());
+        let mut slower = hooked.clone();
+        slower.webhook_vacated_delay_ms = 10_000;
+        assert_eq!(webhook_changes(&[hooked], &[slower]), ["apps.a.webhooks"]);
     }
 }

@@ -38,6 +38,7 @@ use crate::metrics::{self, Metrics, ProcessCollector, Readiness, Refusal};
 use crate::reload::Reloader;
 use crate::socket::{self, HeadBudget, Rewind, Sniff, SocketContext};
 use crate::tls::{LiveTls, TlsError};
+use crate::webhooks::metrics::WebhookCollector;
 use crate::webhooks::{WebhookError, WebhookStats, Webhooks};
 
 /// Why the server could not start.
@@ -157,6 +158,9 @@ impl Server {
                 "webhooks with [scaling] enabled: each node reports the occupancy and member \
                  transitions of its own sockets (not deduplicated cluster-wide yet)"
             );
+        }
+        if let Some(w) = &webhooks {
+            metrics.register_collector(Box::new(WebhookCollector(w.stats().clone())));
         }
         let adapter = Arc::new(adapter.with_webhooks(webhooks));
         let metrics = Arc::new(metrics);

@@ -375,3 +375,50 @@ async fn shutdown_flushes_delayed_and_queued_webhooks() {
     );
     assert_eq!(stats.snapshot().delivered, 2);
 }
+
+/// `subscription_count` (the app counts subscriptions): the node whose socket changed a
+/// channel's count sends the webhook with the new count (coalesced like the socket event), and
+/// the webhook counters are on `/metrics`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscription_count_webhook_and_metrics() {
+    let mut r = Receiver::ok().await;
+    let mut app = app_with(vec![target(&r.url, &[WebhookEventType::SubscriptionCount])]);
+    app.subscription_count = true;
+    let (srv, stats) = serve(app, |cfg| {
+        cfg.metrics.enabled = true;
+        cfg.metrics.host = "127.0.0.1".into();
+        cfg.metrics.port = 0;
+    })
+    .await;
+    let mut a = srv.client().await;
+    a.subscribe("counted").await;
+    a.recv_event("pusher_internal:subscription_count").await;
+    assert_eq!(
+        collect(&mut r).await,
+        vec![json!({"name":"subscription_count","channel":"counted","subscription_count":1})]
+    );
+    let mut b = srv.client().await;
+    b.subscribe("counted").await;
+    assert_eq!(
+        collect(&mut r).await,
+        vec![json!({"name":"subscription_count","channel":"counted","subscription_count":2})]
+    );
+    b.close().await;
+    assert_eq!(
+        collect(&mut r).await,
+        vec![json!({"name":"subscription_count","channel":"counted","subscription_count":1})]
+    );
+    assert_eq!(stats.snapshot().delivered, 3);
+    let maddr = srv.metrics.expect("metrics listener bound");
+    let text = String::from_utf8(http(maddr, "GET", "/metrics", b"").await.body).unwrap();
+    for line in [
+        "herald_webhook_events_delivered_total 3",
+        "herald_webhook_events_queued_total 3",
+        "herald_webhook_events_failed_total 0",
+        "herald_webhook_events_dropped_total 0",
+        "herald_webhook_queue_depth 0",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
+    }
+    a.close().await;
+}

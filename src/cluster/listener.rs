@@ -215,7 +215,7 @@ fn dispatch(shared: &Shared, payload: &[u8]) {
                     .ns(app)
                     .is_some_and(|ns| ns.channels.counts(channel).subscriptions > 0)
             {
-                shared.local.mark_count(app, channel);
+                shared.local.mark_count(app, channel, false);
             }
         }
         Message::Terminate { node, app, user } => {

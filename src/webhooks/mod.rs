@@ -8,6 +8,7 @@
 
 mod app;
 pub mod event;
+pub mod metrics;
 pub mod stats;
 mod target;
 
