@@ -184,15 +184,23 @@ mod tests {
             filter: Default::default(),
             headers: Default::default(),
         }];
-        assert!(webhook_changes(&[plain.clone()], &[plain.clone()]).is_empty());
+        assert!(
+            webhook_changes(std::slice::from_ref(&plain), std::slice::from_ref(&plain)).is_empty()
+        );
         assert_eq!(
-            webhook_changes(&[plain.clone()], &[hooked.clone()]),
+            webhook_changes(std::slice::from_ref(&plain), std::slice::from_ref(&hooked)),
             ["apps.a.webhooks"]
         );
-        assert_eq!(webhook_changes(&[], &[hooked.clone()]), ["apps.a.webhooks"]);
-        assert!(webhook_changes(&[], &[plain]).is_empty());
+        assert_eq!(
+            webhook_changes(&[], std::slice::from_ref(&hooked)),
+            ["apps.a.webhooks"]
+        );
+        assert!(webhook_changes(&[], std::slice::from_ref(&plain)).is_empty());
         let mut slower = hooked.clone();
         slower.webhook_vacated_delay_ms = 10_000;
-        assert_eq!(webhook_changes(&[hooked], &[slower]), ["apps.a.webhooks"]);
+        assert_eq!(
+            webhook_changes(std::slice::from_ref(&hooked), std::slice::from_ref(&slower)),
+            ["apps.a.webhooks"]
+        );
     }
 }
