@@ -13,6 +13,7 @@
 //! its pub/sub connection is (re)established, so a Redis restarted empty is repopulated within
 //! a heartbeat or so; a node that stops heartbeating is reaped by the survivors, exactly once.
 
+mod hooks;
 mod link;
 mod listener;
 mod metrics;
@@ -24,7 +25,7 @@ pub mod wire;
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -39,6 +40,7 @@ use crate::config::ScalingConfig;
 use crate::local::Local;
 use crate::outbox::SocketId;
 use crate::protocol::outbound::Frame;
+use crate::webhooks::ClusterSink;
 pub use queries::RemoteCounts;
 
 /// Why the cluster link could not be set up.
@@ -86,13 +88,27 @@ enum Op {
         socket: String,
         max: usize,
         register: bool,
+        /// The app's presence members are tracked for webhooks.
+        webhooks: bool,
     },
     /// The node's last socket of a user left a presence channel.
     Leave {
         app: String,
         channel: String,
         user: Arc<str>,
+        /// The member_removed webhook delay, for an app whose members are tracked.
+        delay: Option<u64>,
     },
+    /// Webhooks: the node's first subscriber of a channel (`scripts::OCCUPY_BODY`).
+    Occupy { app: String, channel: String },
+    /// Webhooks: the node's last subscriber of a channel left (`scripts::VACATE_BODY`).
+    Vacate {
+        app: String,
+        channel: String,
+        delay: u64,
+    },
+    /// Webhooks: send the delayed webhooks that are due (`scripts::SWEEP_BODY`).
+    Sweep,
     /// Watchlist events: the node's first signed-in socket of a user (`scripts::ONLINE_BODY`).
     Online { app: String, user: String },
     /// Watchlist events: the node's last signed-in socket of a user went.
@@ -142,6 +158,8 @@ struct Shared {
     local: Local,
     apps: Arc<AppRegistry>,
     scripts: scripts::Scripts,
+    /// Webhooks decided cluster-wide, when some app has a target.
+    webhooks: OnceLock<Arc<ClusterSink>>,
 }
 
 /// The handle the adapter holds when scaling is on.
@@ -191,6 +209,7 @@ impl Cluster {
             local,
             apps,
             scripts: scripts::Scripts::new(),
+            webhooks: OnceLock::new(),
         });
         let manager = |c: redis::Client| {
             let config = redis::aio::ConnectionManagerConfig::new()
@@ -284,16 +303,49 @@ impl Cluster {
             socket: socket.to_string(),
             max: app.config().max_presence_members,
             register,
+            webhooks: self.shared.member_delay(app.id()).is_some(),
         });
     }
 
     /// This node's last socket of `user` left a presence channel.
     pub fn leave(&self, app_id: &str, channel: &str, user: Arc<str>) {
+        let delay = self.shared.member_delay(app_id);
         self.push(Op::Leave {
             app: app_id.to_owned(),
             channel: channel.to_owned(),
             user,
+            delay,
         });
+        self.shared.sweep_after(delay);
+    }
+
+    /// Webhooks: from now on the occupancy and member transitions of the apps `sink` tracks
+    /// are decided in Redis, and this node sends those Redis assigns to it.
+    pub fn set_webhooks(&self, sink: Arc<ClusterSink>) {
+        let _ = self.shared.webhooks.set(sink);
+    }
+
+    /// Webhooks: this node's first subscriber of a channel (nothing for an app whose
+    /// occupancy is not tracked).
+    pub fn occupied(&self, app_id: &str, channel: &str) {
+        if self.shared.channel_delay(app_id).is_some() {
+            self.push(Op::Occupy {
+                app: app_id.to_owned(),
+                channel: channel.to_owned(),
+            });
+        }
+    }
+
+    /// Webhooks: this node's last subscriber of a channel left.
+    pub fn vacated(&self, app_id: &str, channel: &str) {
+        if let Some(delay) = self.shared.channel_delay(app_id) {
+            self.push(Op::Vacate {
+                app: app_id.to_owned(),
+                channel: channel.to_owned(),
+                delay,
+            });
+            self.shared.sweep_after(Some(delay));
+        }
     }
 
     /// Watchlist events: this node's first signed-in socket of `user`.
@@ -418,6 +470,29 @@ impl Cluster {
 }
 
 impl Shared {
+    fn channel_delay(&self, app: &str) -> Option<u64> {
+        self.webhooks.get()?.channel_delay(app)
+    }
+
+    fn member_delay(&self, app: &str) -> Option<u64> {
+        self.webhooks.get()?.member_delay(app)
+    }
+
+    /// Webhooks: sweeps the delayed webhooks once a delay just started is over (heartbeats
+    /// sweep too, for those whose node died or was slow).
+    fn sweep_after(self: &Arc<Self>, delay: Option<u64>) {
+        let Some(delay) = delay.filter(|d| *d > 0) else {
+            return;
+        };
+        let me = Arc::downgrade(self);
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(delay) + hooks::SWEEP_MARGIN).await;
+            if let Some(me) = me.upgrade() {
+                me.push(Op::Sweep);
+            }
+        });
+    }
+
     fn is_up(&self) -> bool {
         self.up.load(Ordering::Acquire) && self.subscribed.load(Ordering::Acquire)
     }

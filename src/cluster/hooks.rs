@@ -1,0 +1,117 @@
+//! The Redis writes of cluster-wide webhooks: a node's first and last subscriber of a channel
+//! (occupy / vacate), the sweep of delayed webhooks that are due, the reaper's webhook
+//! arguments, and re-registering this node's occupancy after Redis lost it. The decisions are
+//! in the scripts (`scripts.rs`); what a script assigns to this node comes back as an `HF`
+//! message, sent by the listener through `crate::webhooks::ClusterSink`.
+
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use redis::RedisResult;
+
+use super::Shared;
+use crate::config::WebhookEventType;
+
+/// How long after a delay is over its node sweeps (the delay starts in Redis, a little after
+/// the node queued the write).
+pub(super) const SWEEP_MARGIN: Duration = Duration::from_millis(50);
+
+/// The occupy script (`announce` false: re-registration, no webhook).
+pub(super) fn occupy_cmd(
+    shared: &Shared,
+    pipe: &mut redis::Pipeline,
+    app: &str,
+    channel: &str,
+    announce: bool,
+) {
+    pipe.cmd("EVAL")
+        .arg(&shared.scripts.occupy)
+        .arg(0)
+        .arg(&shared.prefix)
+        .arg(&shared.node)
+        .arg(app)
+        .arg(channel)
+        .arg(&shared.inbox)
+        .arg(if announce { "1" } else { "0" })
+        .ignore();
+}
+
+/// The vacate script.
+pub(super) fn vacate_cmd(
+    shared: &Shared,
+    pipe: &mut redis::Pipeline,
+    app: &str,
+    channel: &str,
+    delay: u64,
+) {
+    pipe.cmd("EVAL")
+        .arg(&shared.scripts.vacate)
+        .arg(0)
+        .arg(&shared.prefix)
+        .arg(&shared.node)
+        .arg(app)
+        .arg(channel)
+        .arg(&shared.inbox)
+        .arg(delay)
+        .ignore();
+}
+
+/// The sweep script: due delayed webhooks are sent by this node.
+pub(super) fn sweep_cmd(shared: &Shared, pipe: &mut redis::Pipeline) {
+    pipe.cmd("EVAL")
+        .arg(&shared.scripts.sweep)
+        .arg(0)
+        .arg(&shared.prefix)
+        .arg(&shared.inbox)
+        .ignore();
+}
+
+/// Sweeps at a heartbeat, when some app has cluster-wide webhooks.
+pub(super) async fn sweep(shared: &Shared, conn: &mut ConnectionManager) -> RedisResult<()> {
+    if shared.webhooks.get().is_none() {
+        return Ok(());
+    }
+    let mut pipe = redis::pipe();
+    sweep_cmd(shared, &mut pipe);
+    pipe.query_async(conn).await
+}
+
+/// The reap script's trailing arguments: the channel of the node that sends the webhooks of
+/// what the dead node emptied ('' when a node leaves itself: they are delayed for the others to
+/// sweep), then each tracked app and its delay.
+pub(super) fn reap_args(shared: &Shared, cmd: &mut redis::Cmd, leaving: bool) {
+    let Some(sink) = shared.webhooks.get() else {
+        return;
+    };
+    cmd.arg(if leaving { "" } else { shared.inbox.as_str() });
+    for (app, delay) in sink.delays() {
+        cmd.arg(app).arg(delay);
+    }
+}
+
+/// Re-registers this node's occupancy of the tracked apps' channels (no webhook: the channels
+/// were occupied all along; a pending channel_vacated is cancelled).
+pub(super) fn resync_occupancy(shared: &Shared, pipe: &mut redis::Pipeline) {
+    if shared.webhooks.get().is_none() {
+        return;
+    }
+    for (app_id, ns) in shared.local.all() {
+        if shared.channel_delay(&app_id).is_none() {
+            continue;
+        }
+        for (channel, _) in ns.channels.list("") {
+            occupy_cmd(shared, pipe, &app_id, &channel, false);
+        }
+    }
+}
+
+/// The event type of an `HF` message's kind.
+pub(super) fn kind(k: &str) -> Option<WebhookEventType> {
+    Some(match k {
+        "o" => WebhookEventType::ChannelOccupied,
+        "v" => WebhookEventType::ChannelVacated,
+        "a" => WebhookEventType::MemberAdded,
+        "r" => WebhookEventType::MemberRemoved,
+        _ => return None,
+    })
+}
