@@ -4,6 +4,7 @@
 //! in the scripts (`scripts.rs`); what a script assigns to this node comes back as an `HF`
 //! message, sent by the listener through `crate::webhooks::ClusterSink`.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
@@ -36,6 +37,16 @@ pub(super) fn occupy_cmd(
         .ignore();
 }
 
+/// Where a script sends this node's vacated/removed webhooks: its own channel, or '' while
+/// it leaves the cluster (they then stay in Redis, due, for the others' sweeps).
+pub(super) fn hook_inbox(shared: &Shared) -> &str {
+    if shared.leaving.load(Ordering::Acquire) {
+        ""
+    } else {
+        &shared.inbox
+    }
+}
+
 /// The vacate script.
 pub(super) fn vacate_cmd(
     shared: &Shared,
@@ -51,7 +62,7 @@ pub(super) fn vacate_cmd(
         .arg(&shared.node)
         .arg(app)
         .arg(channel)
-        .arg(&shared.inbox)
+        .arg(hook_inbox(shared))
         .arg(delay)
         .ignore();
 }

@@ -13,7 +13,7 @@ use redis::{RedisError, RedisResult, RetryMethod};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::hooks::{occupy_cmd, reap_args, sweep, sweep_cmd, vacate_cmd};
+use super::hooks::{hook_inbox, occupy_cmd, reap_args, sweep, sweep_cmd, vacate_cmd};
 use super::state::{flush_counts, rejoin_pending, resync};
 use super::users::{counts_changed_everywhere, user_cmd, watch_cmd};
 use super::{queries, Op, Shared};
@@ -108,6 +108,7 @@ pub(super) async fn run(shared: Arc<Shared>, mut conn: ConnectionManager, stop: 
 /// On shutdown: send what is queued, then remove this node's state (its users leave at once).
 async fn leave_cluster(shared: &Shared, conn: &mut ConnectionManager, st: &mut LinkState) {
     st.recovering = false;
+    shared.leaving.store(true, Ordering::Release);
     if let Err(e) = send_queue(shared, conn).await {
         tracing::warn!("cluster: could not send queued messages before leaving: {e}");
     }
@@ -349,7 +350,7 @@ pub(super) fn leave_cmd(
         .arg(channel)
         .arg(user)
         .arg(&shared.bus)
-        .arg(&shared.inbox)
+        .arg(hook_inbox(shared))
         .arg(delay.map(|d| d.to_string()).unwrap_or_default())
         .ignore();
 }

@@ -160,6 +160,9 @@ struct Shared {
     scripts: scripts::Scripts,
     /// Webhooks decided cluster-wide, when some app has a target.
     webhooks: OnceLock<Arc<ClusterSink>>,
+    /// The node is leaving the cluster: its vacated/removed webhooks are left (due) in Redis
+    /// for the other nodes to sweep, not sent to its own channel.
+    leaving: AtomicBool,
 }
 
 /// The handle the adapter holds when scaling is on.
@@ -210,6 +213,7 @@ impl Cluster {
             apps,
             scripts: scripts::Scripts::new(),
             webhooks: OnceLock::new(),
+            leaving: AtomicBool::new(false),
         });
         let manager = |c: redis::Client| {
             let config = redis::aio::ConnectionManagerConfig::new()
