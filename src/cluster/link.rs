@@ -13,7 +13,7 @@ use redis::{RedisError, RedisResult, RetryMethod};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::hooks::{hook_inbox, occupy_cmd, reap_args, sweep, sweep_cmd, vacate_cmd};
+use super::hooks::{hook_inbox, occupy_cmd, reap_cmd, sweep, sweep_cmd, vacate_cmd};
 use super::state::{flush_counts, rejoin_pending, resync};
 use super::users::{counts_changed_everywhere, user_cmd, watch_cmd};
 use super::{queries, Op, Shared};
@@ -112,15 +112,7 @@ async fn leave_cluster(shared: &Shared, conn: &mut ConnectionManager, st: &mut L
     if let Err(e) = send_queue(shared, conn).await {
         tracing::warn!("cluster: could not send queued messages before leaving: {e}");
     }
-    let mut reap = redis::cmd("EVAL");
-    reap.arg(&shared.scripts.reap)
-        .arg(0)
-        .arg(&shared.prefix)
-        .arg(&shared.node)
-        .arg(&shared.bus)
-        .arg("");
-    reap_args(shared, &mut reap, true);
-    let reaped: RedisResult<i64> = reap.query_async(conn).await;
+    let reaped: RedisResult<i64> = reap_cmd(shared, &shared.node, None).query_async(conn).await;
     match reaped {
         Ok(_) => tracing::info!(node = %shared.node, "cluster: left the cluster"),
         Err(e) => tracing::warn!("cluster: could not deregister from Redis: {e}"),
@@ -434,15 +426,9 @@ pub(super) async fn heartbeat(
     }
     sweep(shared, conn).await?;
     for node in dead.iter().filter(|n| **n != shared.node) {
-        let mut reap = redis::cmd("EVAL");
-        reap.arg(&shared.scripts.reap)
-            .arg(0)
-            .arg(&shared.prefix)
-            .arg(node)
-            .arg(&shared.bus)
-            .arg(timeout_ms);
-        reap_args(shared, &mut reap, false);
-        let reaped: i64 = reap.query_async(conn).await?;
+        let reaped: i64 = reap_cmd(shared, node, Some(timeout_ms))
+            .query_async(conn)
+            .await?;
         if reaped == 1 {
             tracing::warn!(%node, "cluster: node stopped heartbeating; removed its sockets cluster-wide");
             counts_changed_everywhere(shared, conn).await?;

@@ -323,35 +323,6 @@ impl Cluster {
         self.shared.sweep_after(delay);
     }
 
-    /// Webhooks: from now on the occupancy and member transitions of the apps `sink` tracks
-    /// are decided in Redis, and this node sends those Redis assigns to it.
-    pub fn set_webhooks(&self, sink: Arc<ClusterSink>) {
-        let _ = self.shared.webhooks.set(sink);
-    }
-
-    /// Webhooks: this node's first subscriber of a channel (nothing for an app whose
-    /// occupancy is not tracked).
-    pub fn occupied(&self, app_id: &str, channel: &str) {
-        if self.shared.channel_delay(app_id).is_some() {
-            self.push(Op::Occupy {
-                app: app_id.to_owned(),
-                channel: channel.to_owned(),
-            });
-        }
-    }
-
-    /// Webhooks: this node's last subscriber of a channel left.
-    pub fn vacated(&self, app_id: &str, channel: &str) {
-        if let Some(delay) = self.shared.channel_delay(app_id) {
-            self.push(Op::Vacate {
-                app: app_id.to_owned(),
-                channel: channel.to_owned(),
-                delay,
-            });
-            self.shared.sweep_after(Some(delay));
-        }
-    }
-
     /// Watchlist events: this node's first signed-in socket of `user`.
     pub fn online(&self, app_id: &str, user: &str) {
         self.push(Op::Online {
@@ -474,29 +445,6 @@ impl Cluster {
 }
 
 impl Shared {
-    fn channel_delay(&self, app: &str) -> Option<u64> {
-        self.webhooks.get()?.channel_delay(app)
-    }
-
-    fn member_delay(&self, app: &str) -> Option<u64> {
-        self.webhooks.get()?.member_delay(app)
-    }
-
-    /// Webhooks: sweeps the delayed webhooks once a delay just started is over (heartbeats
-    /// sweep too, for those whose node died or was slow).
-    fn sweep_after(self: &Arc<Self>, delay: Option<u64>) {
-        let Some(delay) = delay.filter(|d| *d > 0) else {
-            return;
-        };
-        let me = Arc::downgrade(self);
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(delay) + hooks::SWEEP_MARGIN).await;
-            if let Some(me) = me.upgrade() {
-                me.push(Op::Sweep);
-            }
-        });
-    }
-
     fn is_up(&self) -> bool {
         self.up.load(Ordering::Acquire) && self.subscribed.load(Ordering::Acquire)
     }
