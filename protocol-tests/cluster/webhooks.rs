@@ -3,7 +3,7 @@
 //! channel_occupied on the first subscriber anywhere, channel_vacated after Pusher's delay when
 //! the last one anywhere left (a killed node included), member_added / member_removed on a
 //! user's first / last socket anywhere, and a rejoin on ANOTHER node within the delay sends
-//! nothing at all. Every received event is counted, so a duplicate fails the test.
+//! nothing at all; a node stopped gracefully hands its pending webhooks to the others. Every received event is counted, so a duplicate fails the test.
 
 use std::time::{Duration, Instant};
 
@@ -198,6 +198,27 @@ async fn a_killed_node_s_channels_and_members_are_vacated_once() {
         sorted(vec![
             ch("channel_vacated", "presence-k"),
             member("member_removed", "presence-k", "stays"),
+        ])
+    );
+    drop(a);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_stopped_gracefully_leaves_its_pending_webhooks_to_the_others() {
+    let (mut c, mut r) = cluster_with_hooks(3).await;
+    let mut a = c.node(1).client().await;
+    a.subscribe("room").await;
+    a.subscribe_presence("presence-t", r#"{"user_id":"t"}"#)
+        .await;
+    assert_eq!(collect(&mut r).await.len(), 3, "2 occupied + member_added");
+    c.nodes[1].term().await;
+    let budget = Duration::from_secs(3);
+    assert_eq!(
+        collect_within(&mut r, budget).await,
+        sorted(vec![
+            ch("channel_vacated", "presence-t"),
+            ch("channel_vacated", "room"),
+            member("member_removed", "presence-t", "t"),
         ])
     );
     drop(a);
