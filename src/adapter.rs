@@ -105,6 +105,9 @@ impl Adapter {
         }
         if let Some(c) = &self.cluster {
             c.touch(app.id(), channel);
+            if joined.occupied {
+                c.occupied(app.id(), channel);
+            }
             if let (true, Some(m)) = (joined.pending, member) {
                 c.join(app, channel, outbox.id(), m, joined.member_added);
             }
@@ -126,6 +129,9 @@ impl Adapter {
             c.touch(app.id(), channel);
             if let Some(user) = &l.user {
                 c.leave(app.id(), channel, user.clone());
+            }
+            if l.vacated {
+                c.vacated(app.id(), channel);
             }
         }
         left

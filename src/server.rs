@@ -152,12 +152,9 @@ impl Server {
         } else {
             Adapter::local(local.clone())
         };
-        let webhooks = Webhooks::new(&apps, config.server.max_queued_webhooks)?;
-        if webhooks.is_some() && scaling.enabled {
-            tracing::warn!(
-                "webhooks with [scaling] enabled: each node reports the occupancy and member \
-                 transitions of its own sockets (not deduplicated cluster-wide yet)"
-            );
+        let mut webhooks = Webhooks::new(&apps, config.server.max_queued_webhooks)?;
+        if let (Some(w), Some(c)) = (&mut webhooks, adapter.cluster()) {
+            c.set_webhooks(w.cluster_sink());
         }
         if let Some(w) = &webhooks {
             metrics.register_collector(Box::new(WebhookCollector(w.stats().clone())));

@@ -154,11 +154,20 @@ fn dispatch(shared: &Shared, payload: &[u8]) {
                     &err.to_string(),
                 ));
                 outbox.try_send(outbound::error(&err));
+                let vacated = left.as_ref().is_some_and(|l| l.vacated);
                 if let Some(user) = left.and_then(|l| l.user) {
                     shared.push(Op::Leave {
                         app: app.to_owned(),
                         channel: channel.to_owned(),
                         user,
+                        delay: shared.member_delay(app),
+                    });
+                }
+                if let (true, Some(delay)) = (vacated, shared.channel_delay(app)) {
+                    shared.push(Op::Vacate {
+                        app: app.to_owned(),
+                        channel: channel.to_owned(),
+                        delay,
                     });
                 }
             }
@@ -216,6 +225,16 @@ fn dispatch(shared: &Shared, payload: &[u8]) {
                     .is_some_and(|ns| ns.channels.counts(channel).subscriptions > 0)
             {
                 shared.local.mark_count(app, channel, false);
+            }
+        }
+        Message::Webhook {
+            kind,
+            app,
+            channel,
+            user,
+        } => {
+            if let (Some(sink), Some(kind)) = (shared.webhooks.get(), super::hooks::kind(kind)) {
+                sink.fire(app, kind, channel, user);
             }
         }
         Message::Terminate { node, app, user } => {

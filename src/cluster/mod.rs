@@ -13,6 +13,7 @@
 //! its pub/sub connection is (re)established, so a Redis restarted empty is repopulated within
 //! a heartbeat or so; a node that stops heartbeating is reaped by the survivors, exactly once.
 
+mod hooks;
 mod link;
 mod listener;
 mod metrics;
@@ -24,7 +25,7 @@ pub mod wire;
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -39,6 +40,7 @@ use crate::config::ScalingConfig;
 use crate::local::Local;
 use crate::outbox::SocketId;
 use crate::protocol::outbound::Frame;
+use crate::webhooks::ClusterSink;
 pub use queries::RemoteCounts;
 
 /// Why the cluster link could not be set up.
@@ -86,13 +88,27 @@ enum Op {
         socket: String,
         max: usize,
         register: bool,
+        /// The app's presence members are tracked for webhooks.
+        webhooks: bool,
     },
     /// The node's last socket of a user left a presence channel.
     Leave {
         app: String,
         channel: String,
         user: Arc<str>,
+        /// The member_removed webhook delay, for an app whose members are tracked.
+        delay: Option<u64>,
     },
+    /// Webhooks: the node's first subscriber of a channel (`scripts::OCCUPY_BODY`).
+    Occupy { app: String, channel: String },
+    /// Webhooks: the node's last subscriber of a channel left (`scripts::VACATE_BODY`).
+    Vacate {
+        app: String,
+        channel: String,
+        delay: u64,
+    },
+    /// Webhooks: send the delayed webhooks that are due (`scripts::SWEEP_BODY`).
+    Sweep,
     /// Watchlist events: the node's first signed-in socket of a user (`scripts::ONLINE_BODY`).
     Online { app: String, user: String },
     /// Watchlist events: the node's last signed-in socket of a user went.
@@ -142,6 +158,11 @@ struct Shared {
     local: Local,
     apps: Arc<AppRegistry>,
     scripts: scripts::Scripts,
+    /// Webhooks decided cluster-wide, when some app has a target.
+    webhooks: OnceLock<Arc<ClusterSink>>,
+    /// The node is leaving the cluster: its vacated/removed webhooks are left (due) in Redis
+    /// for the other nodes to sweep, not sent to its own channel.
+    leaving: AtomicBool,
 }
 
 /// The handle the adapter holds when scaling is on.
@@ -191,6 +212,8 @@ impl Cluster {
             local,
             apps,
             scripts: scripts::Scripts::new(),
+            webhooks: OnceLock::new(),
+            leaving: AtomicBool::new(false),
         });
         let manager = |c: redis::Client| {
             let config = redis::aio::ConnectionManagerConfig::new()
@@ -284,16 +307,20 @@ impl Cluster {
             socket: socket.to_string(),
             max: app.config().max_presence_members,
             register,
+            webhooks: self.shared.member_delay(app.id()).is_some(),
         });
     }
 
     /// This node's last socket of `user` left a presence channel.
     pub fn leave(&self, app_id: &str, channel: &str, user: Arc<str>) {
+        let delay = self.shared.member_delay(app_id);
         self.push(Op::Leave {
             app: app_id.to_owned(),
             channel: channel.to_owned(),
             user,
+            delay,
         });
+        self.shared.sweep_after(delay);
     }
 
     /// Watchlist events: this node's first signed-in socket of `user`.

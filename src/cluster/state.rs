@@ -10,6 +10,7 @@ use redis::aio::ConnectionManager;
 use redis::RedisResult;
 use tokio::time::Instant;
 
+use super::hooks::resync_occupancy;
 use super::link::{join_cmd, leave_cmd, JoinArgs, LinkState};
 use super::users::{user_cmd, watch_cmd};
 use super::{queries, wire, Shared};
@@ -117,10 +118,15 @@ pub(super) async fn resync(
                 max,
                 register: true,
                 announce: true,
+                webhooks: match shared.member_delay(&app_id) {
+                    Some(_) => "0",
+                    None => "",
+                },
             };
             join_cmd(shared, &mut joins, &args);
         }
     }
+    resync_occupancy(shared, &mut joins);
     counts.query_async::<()>(conn).await?;
     resync_users(shared, conn, &mut joins).await?;
     let held: Vec<String> = redis::cmd("SMEMBERS")
@@ -130,7 +136,8 @@ pub(super) async fn resync(
     for entry in held.iter().filter(|e| !keep.contains(*e)) {
         let mut parts = entry.splitn(3, '\n');
         if let (Some(app), Some(channel), Some(user)) = (parts.next(), parts.next(), parts.next()) {
-            leave_cmd(shared, &mut joins, app, channel, user);
+            let delay = shared.member_delay(app);
+            leave_cmd(shared, &mut joins, app, channel, user, delay);
         }
     }
     if !joins.is_empty() {
@@ -208,6 +215,10 @@ pub(super) async fn rejoin_pending(
                 max,
                 register: true,
                 announce: true,
+                webhooks: match shared.member_delay(&app_id) {
+                    Some(_) => "1",
+                    None => "",
+                },
             };
             join_cmd(shared, &mut joins, &args);
         }

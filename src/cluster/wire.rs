@@ -111,6 +111,17 @@ pub enum Message<'a> {
         /// The channel ('' for all).
         channel: &'a str,
     },
+    /// Sent to one node: send this cluster-wide webhook transition (decided by a script).
+    Webhook {
+        /// `o` channel_occupied, `v` channel_vacated, `a` member_added, `r` member_removed.
+        kind: &'a str,
+        /// The app id.
+        app: &'a str,
+        /// The channel.
+        channel: &'a str,
+        /// The user id, for member events.
+        user: Option<&'a str>,
+    },
     /// Close every socket of `user` (terminate_connections) on every node but `node`.
     Terminate {
         /// The node that handled the request (it closed its own sockets already).
@@ -263,6 +274,25 @@ pub fn decode(payload: &[u8]) -> Result<Message<'_>, WireError> {
             let [node, app, channel] = fields(rest).ok_or(WireError::Malformed("count"))?;
             Ok(Message::Count { node, app, channel })
         }
+        "HF" => {
+            let [kind, app, rest] = fields(rest).ok_or(WireError::Malformed("webhook"))?;
+            let (channel, user) = match kind {
+                "o" | "v" => (rest, None),
+                "a" | "r" => {
+                    let (c, u) = rest
+                        .split_once('\n')
+                        .ok_or(WireError::Malformed("webhook"))?;
+                    (c, Some(u))
+                }
+                _ => return Err(WireError::Malformed("webhook")),
+            };
+            Ok(Message::Webhook {
+                kind,
+                app,
+                channel,
+                user,
+            })
+        }
         "T" => {
             let [node, app, user] = fields(rest).ok_or(WireError::Malformed("terminate"))?;
             Ok(Message::Terminate { node, app, user })
@@ -374,6 +404,27 @@ mod tests {
                 online: true
             }
         );
+        let m = decode(b"H1\nHF\nr\napp\npresence-a\nuser\nx").unwrap();
+        assert!(matches!(
+            m,
+            Message::Webhook {
+                kind: "r",
+                channel: "presence-a",
+                user: Some("user\nx"),
+                ..
+            }
+        ));
+        let m = decode(b"H1\nHF\no\napp\nc").unwrap();
+        assert!(matches!(
+            m,
+            Message::Webhook {
+                kind: "o",
+                channel: "c",
+                user: None,
+                ..
+            }
+        ));
+        assert!(decode(b"H1\nHF\nx\napp\nc").is_err());
         let m = decode(b"H1\nWF\napp\nu").unwrap();
         assert!(matches!(m, Message::Presence { online: false, .. }));
         let m = decode(b"H1\nWS\napp\n1.2\n0110").unwrap();

@@ -130,7 +130,13 @@ impl AppHooks {
         });
     }
 
-    fn emit_wanted(&self, channel: &str, event: &Event) {
+    /// `webhook_vacated_delay_ms`.
+    pub fn delay_ms(&self) -> u64 {
+        self.delay.as_millis() as u64
+    }
+
+    /// Queues `event` when some target receives its type.
+    pub fn emit_wanted(&self, channel: &str, event: &Event) {
         if self.wants(event.kind) {
             self.emit(channel, event);
         }

@@ -7,6 +7,7 @@
 //! app without targets each hook is one emptiness check, so webhooks cost nothing when off.
 
 mod app;
+mod cluster;
 pub mod event;
 pub mod metrics;
 pub mod stats;
@@ -24,6 +25,7 @@ use crate::channels::{Joined, Left, MemberData};
 use crate::config::WebhookEventType as T;
 use crate::limits::{Level, QuietLog};
 use app::{channel_key, member_key, AppHooks};
+pub use cluster::ClusterSink;
 pub use event::ClientEvent;
 use event::Event;
 pub use stats::{StatsSnapshot, WebhookStats};
@@ -51,6 +53,8 @@ pub struct Webhooks {
     delays: TaskTracker,
     /// Shutdown: fire every delayed event now.
     expedite: CancellationToken,
+    /// Occupancy and member transitions are decided cluster-wide (`ClusterSink`), not here.
+    clustered: bool,
 }
 
 impl Webhooks {
@@ -113,7 +117,16 @@ impl Webhooks {
             senders,
             delays: TaskTracker::new(),
             expedite: CancellationToken::new(),
+            clustered: false,
         }))
+    }
+
+    /// With `[scaling] enabled`: hands the occupancy and member transitions to the cluster,
+    /// which decides them cluster-wide in Redis and sends each through the returned sink on
+    /// exactly one node; this node stops deciding them from its own sockets.
+    pub fn cluster_sink(&mut self) -> Arc<ClusterSink> {
+        self.clustered = true;
+        Arc::new(ClusterSink::new(&self.apps))
     }
 
     /// The counters (queued, delivered, retried, given up, dropped, cancelled).
@@ -138,10 +151,10 @@ impl Webhooks {
         cache_miss: bool,
     ) {
         let Some(h) = self.hooks(app) else { return };
-        if joined.occupied {
+        if joined.occupied && !self.clustered {
             self.occupied(h, channel);
         }
-        if let (true, Some(m)) = (joined.member_added, member) {
+        if let (true, Some(m), false) = (joined.member_added, member, self.clustered) {
             self.member_added(h, channel, &m.key);
         }
         if cache_miss && !joined.already && h.wants(T::CacheMiss) {
@@ -152,6 +165,9 @@ impl Webhooks {
     /// An unsubscribe's transitions: member_removed, then channel_vacated (both delayed).
     pub fn left(&self, app: &App, channel: &str, left: &Left) {
         let Some(h) = self.hooks(app) else { return };
+        if self.clustered {
+            return;
+        }
         let mut items = Vec::new();
         if let (true, Some(user)) = (left.member_removed, &left.user) {
             if h.wants(T::MemberAdded) || h.wants(T::MemberRemoved) {
