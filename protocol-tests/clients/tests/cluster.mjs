@@ -15,7 +15,7 @@ import { chromium } from 'playwright-core';
 import { check, assert, eq, deepEq, sleep, fail, summary } from '../lib/harness.mjs';
 import { connect, open } from '../lib/raw.mjs';
 import { sdk, viaSdk, signed } from '../lib/http.mjs';
-import { pusherClient, echoClient, waitState, once, collector } from '../lib/clients.mjs';
+import { pusherClient, echoClient, waitState, once, collector, signedInWatching } from '../lib/clients.mjs';
 import { py, pyOk } from '../lib/python.mjs';
 import { Cluster } from '../lib/cluster.mjs';
 import { R, uniq } from '../lib/rows.mjs';
@@ -200,16 +200,7 @@ export default async function (env) {
     await C(R.watch, 'pusher-js watchlist on node 0: a watched user signing in on node 1 and on node 2 is online once; offline once when both have gone', async (t) => {
       const wsigner = sdk(0, W);
       const a = uniq('cl-wa'), b = uniq('cl-wb');
-      const signedIn = async (node, user) => {
-        const p = pusherClient(t, cl.port(node), W.key, { signer: wsigner, user });
-        const events = collector();
-        p.user.watchlist.bind('online', (e) => events(e));
-        p.user.watchlist.bind('offline', (e) => events(e));
-        await waitState(p, 'connected');
-        p.signin();
-        await p.user.signinDonePromise;
-        return { p, events };
-      };
+      const signedIn = (node, user) => signedInWatching(t, cl.port(node), W.key, wsigner, user);
       const { events } = await signedIn(0, { id: a, watchlist: [b] });
       deepEq(await events.wait(() => true, PROPAGATION, 'snapshot'), { name: 'offline', user_ids: [b] }, 'snapshot');
       const b1 = await signedIn(1, { id: b }), b2 = await signedIn(2, { id: b });

@@ -3,23 +3,14 @@
 // watchlist_events and subscription_count on.
 import { check, assert, eq, deepEq } from '../lib/harness.mjs';
 import { sdk } from '../lib/http.mjs';
-import { pusherClient, waitState, once, collector } from '../lib/clients.mjs';
+import { pusherClient, waitState, once, collector, signedInWatching } from '../lib/clients.mjs';
 import { R, uniq } from '../lib/rows.mjs';
 
 export default async function (env) {
   const { port, apps } = env;
   const W = apps.watch;
   const signer = sdk(port, W);
-  const signedIn = async (t, user) => {
-    const p = pusherClient(t, port, W.key, { signer, user });
-    const events = collector();
-    p.user.watchlist.bind('online', (e) => events(e));
-    p.user.watchlist.bind('offline', (e) => events(e));
-    await waitState(p, 'connected');
-    p.signin();
-    await p.user.signinDonePromise;
-    return { p, events };
-  };
+  const signedIn = (t, user) => signedInWatching(t, port, W.key, signer, user);
 
   await check(R.watch, 'pusher-js userAuthentication with a watchlist: pusher.user.watchlist gets offline, then online and offline as a watched user signs in and leaves', async (t) => {
     const a = uniq('wa'), b = uniq('wb'), c = uniq('wc');
