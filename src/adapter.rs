@@ -189,6 +189,9 @@ impl Adapter {
         if cache {
             let ttl = Duration::from_secs(app.config().cache_ttl);
             ns.cache.store(channel, event, data, ttl);
+            if let Some(w) = &self.webhooks {
+                w.cache_filled(app, channel);
+            }
         }
         let frame = outbound::event(event, channel, Some(data), None);
         ns.channels.publish(channel, &frame, except);

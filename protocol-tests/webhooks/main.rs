@@ -422,3 +422,37 @@ async fn subscription_count_webhook_and_metrics() {
     }
     a.close().await;
 }
+
+/// `cache_miss` is de-duplicated per channel as Pusher does: several clients subscribing to an
+/// empty cache channel give one webhook; once an event was stored (and has expired again), the
+/// next miss is news and is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cache_miss_is_sent_once_until_the_cache_is_written() {
+    let mut r = Receiver::ok().await;
+    let mut app = app_with(vec![target(&r.url, &[WebhookEventType::CacheMiss])]);
+    app.cache_ttl = 1;
+    let (srv, _stats) = serve(app, |_| {}).await;
+    let mut a = srv.client().await;
+    let mut b = srv.client().await;
+    for c in [&mut a, &mut b] {
+        c.send_subscribe(json!({"channel":"cache-news"})).await;
+        c.recv_event("pusher_internal:subscription_succeeded").await;
+        c.recv_event("pusher:cache_miss").await;
+    }
+    assert_eq!(
+        collect(&mut r).await,
+        vec![json!({"name":"cache_miss","channel":"cache-news"})],
+        "one webhook for two misses"
+    );
+    srv.api().trigger(&["cache-news"], "update", "{}").await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let mut c = srv.client().await;
+    c.send_subscribe(json!({"channel":"cache-news"})).await;
+    c.recv_event("pusher_internal:subscription_succeeded").await;
+    c.recv_event("pusher:cache_miss").await;
+    assert_eq!(
+        collect(&mut r).await,
+        vec![json!({"name":"cache_miss","channel":"cache-news"})],
+        "the cache was written (and expired) since: the next miss is sent"
+    );
+}

@@ -31,9 +31,43 @@ pub(super) struct AppHooks {
     pending: Mutex<HashMap<DelayKey, u64>>,
     next_token: AtomicU64,
     shared: Shared,
+    /// Cache channels whose `cache_miss` was sent, and when: Pusher de-duplicates the webhook
+    /// when several clients subscribe, so another goes out only once the cache was written or
+    /// [`MISS_AGAIN_AFTER`] passed.
+    misses: Mutex<HashMap<String, std::time::Instant>>,
 }
 
+/// How long a sent `cache_miss` silences the next ones for the same channel (unless the
+/// channel's cache is written meanwhile).
+pub(super) const MISS_AGAIN_AFTER: Duration = Duration::from_secs(60);
+/// Past this many remembered misses, expired ones are forgotten.
+const MISSES_PRUNE_AT: usize = 4096;
+
 impl AppHooks {
+    /// Whether a `cache_miss` for `channel` should go out now (and records that it did).
+    pub fn first_miss(&self, channel: &str) -> bool {
+        let now = std::time::Instant::now();
+        let mut misses = self.misses.lock();
+        if let Some(at) = misses.get(channel) {
+            if now.duration_since(*at) < MISS_AGAIN_AFTER {
+                return false;
+            }
+        }
+        if misses.len() >= MISSES_PRUNE_AT {
+            misses.retain(|_, at| now.duration_since(*at) < MISS_AGAIN_AFTER);
+        }
+        misses.insert(channel.to_owned(), now);
+        true
+    }
+
+    /// The channel's cache was written: its next miss is news again.
+    pub fn cache_filled(&self, channel: &str) {
+        let mut misses = self.misses.lock();
+        if !misses.is_empty() {
+            misses.remove(channel);
+        }
+    }
+
     pub fn new(
         targets: Vec<Target>,
         wanted: Vec<WebhookEventType>,
@@ -47,6 +81,7 @@ impl AppHooks {
             pending: Mutex::new(HashMap::new()),
             next_token: AtomicU64::new(0),
             shared,
+            misses: Mutex::new(HashMap::new()),
         }
     }
 

@@ -141,7 +141,16 @@ impl Webhooks {
         self.apps.get(app.id())
     }
 
-    /// A subscribe's transitions: channel_occupied, then member_added, then cache_miss.
+    /// A cache channel's event was stored (a trigger here or on another node): its next
+    /// `cache_miss` is sent again.
+    pub fn cache_filled(&self, app: &App, channel: &str) {
+        if let Some(h) = self.hooks(app) {
+            h.cache_filled(channel);
+        }
+    }
+
+    /// A subscribe's transitions: channel_occupied, then member_added, then cache_miss (at most
+    /// one per channel until its cache is written, see `AppHooks::first_miss`).
     pub fn joined(
         &self,
         app: &App,
@@ -157,7 +166,7 @@ impl Webhooks {
         if let (true, Some(m), false) = (joined.member_added, member, self.clustered) {
             self.member_added(h, channel, &m.key);
         }
-        if cache_miss && !joined.already && h.wants(T::CacheMiss) {
+        if cache_miss && !joined.already && h.wants(T::CacheMiss) && h.first_miss(channel) {
             h.emit(channel, &Event::channel(T::CacheMiss, channel));
         }
     }
