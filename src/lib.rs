@@ -14,6 +14,7 @@ pub mod auth;
 pub mod channels;
 pub mod cluster;
 pub mod config;
+pub mod console;
 pub mod counting;
 pub mod http;
 pub mod install;
