@@ -16,6 +16,7 @@ use crate::apps::App;
 use crate::channels::cache::CachedEvent;
 use crate::channels::{ChannelCounts, Joined, Left, MemberData};
 use crate::cluster::Cluster;
+use crate::console::{ConsoleEvent, Tap};
 use crate::local::{Local, Namespace};
 use crate::outbox::{Outbox, SocketId};
 use crate::protocol::outbound::{self, Frame};
@@ -31,6 +32,8 @@ pub struct Adapter {
     cluster: Option<Cluster>,
     /// Present only when some app has a webhook target.
     webhooks: Option<Webhooks>,
+    /// Present only when `[console] enabled`; costs an atomic load per seam with no viewer.
+    console: Option<Arc<Tap>>,
 }
 
 impl Adapter {
@@ -40,6 +43,7 @@ impl Adapter {
             local,
             cluster: None,
             webhooks: None,
+            console: None,
         }
     }
 
@@ -49,6 +53,7 @@ impl Adapter {
             local,
             cluster: Some(cluster),
             webhooks: None,
+            console: None,
         }
     }
 
@@ -57,6 +62,17 @@ impl Adapter {
     pub fn with_webhooks(mut self, webhooks: Option<Webhooks>) -> Self {
         self.webhooks = webhooks;
         self
+    }
+
+    /// Reports what happens to the live debug console's viewers (when `[console] enabled`).
+    pub fn with_console(mut self, console: Option<Arc<Tap>>) -> Self {
+        self.console = console;
+        self
+    }
+
+    /// The console tap, when the console is enabled (the socket side reports connections).
+    pub fn console(&self) -> Option<&Arc<Tap>> {
+        self.console.as_ref()
     }
 
     /// The webhooks, when some app has a target (also where subscription counts are reported:
@@ -103,6 +119,14 @@ impl Adapter {
         if let Some(w) = &self.webhooks {
             w.joined(app, channel, &joined, member, !hit);
         }
+        if let Some(t) = &self.console {
+            t.emit(|| ConsoleEvent::Subscribed {
+                app: app.id().to_owned(),
+                channel: channel.to_owned(),
+                socket_id: outbox.id().to_string(),
+                member_added: joined.member_added,
+            });
+        }
         if let Some(c) = &self.cluster {
             c.touch(app.id(), channel);
             if joined.occupied {
@@ -124,6 +148,14 @@ impl Adapter {
         }
         if let (Some(w), Some(l)) = (&self.webhooks, &left) {
             w.left(app, channel, l);
+        }
+        if let (Some(t), Some(l)) = (&self.console, &left) {
+            t.emit(|| ConsoleEvent::Unsubscribed {
+                app: app.id().to_owned(),
+                channel: channel.to_owned(),
+                socket_id: id.to_string(),
+                user: l.user.as_deref().map(str::to_owned),
+            });
         }
         if let (Some(c), Some(l)) = (&self.cluster, &left) {
             c.touch(app.id(), channel);
@@ -198,6 +230,15 @@ impl Adapter {
         if let Some(c) = &self.cluster {
             c.publish_event(app, channel, &frame, except, cache.then_some((event, data)));
         }
+        if let Some(t) = &self.console {
+            t.emit(|| ConsoleEvent::ApiEvent {
+                app: app.id().to_owned(),
+                channel: channel.to_owned(),
+                event: event.to_owned(),
+                size: data.len(),
+                except: except.map(|e| e.to_string()),
+            });
+        }
     }
 
     /// Relays an already-built client-event frame to everyone on the channel but the sender
@@ -219,6 +260,14 @@ impl Adapter {
         ns.channels.publish(channel, frame, Some(sender));
         if let Some(c) = &self.cluster {
             c.publish_event(app, channel, frame, Some(sender), None);
+        }
+        if let Some(t) = &self.console {
+            t.emit(|| ConsoleEvent::ClientEvent {
+                app: app.id().to_owned(),
+                channel: channel.to_owned(),
+                event: hook.event.to_owned(),
+                socket_id: sender.to_string(),
+            });
         }
         if let Some(w) = &self.webhooks {
             w.client_event(app, channel, &hook);

@@ -24,6 +24,7 @@ use crate::apps::App;
 use crate::metrics::{CloseLabel, MessageKind, Refusal};
 use crate::outbox::{Outbox, SocketId};
 use crate::protocol::outbound::{self, Frame};
+use crate::console::ConsoleEvent;
 use crate::protocol::{PusherError, ViolationCode};
 
 /// Bytes tungstenite reads per syscall. Its default (128 KiB) is allocated per connection;
@@ -102,9 +103,14 @@ pub(super) async fn run<S>(
     if let Err(e) = &admitted {
         refused(&ctx, &adm.app_key, e);
     }
+    // Kept only while a console viewer watches (the console shows it on `connected`).
+    let origin = match ctx.adapter.console() {
+        Some(t) if t.watched() => adm.origin.clone(),
+        _ => None,
+    };
     drop(adm);
     match admitted {
-        Ok(app) => serve(&mut ws, &ctx, app).await,
+        Ok(app) => serve(&mut ws, &ctx, app, origin).await,
         Err(e) => {
             Box::pin(finish(&mut ws, End::Close(e))).await;
         }
@@ -145,6 +151,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     ws: &mut WebSocketStream<S>,
     ctx: &SocketContext,
     app: Arc<App>,
+    origin: Option<String>,
 ) {
     let outbox = Outbox::new(SocketId::generate(), ctx.max_queued_frames);
     let mut session = Session::new(app.clone(), ctx.adapter.clone(), outbox.clone());
@@ -152,6 +159,13 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         outbound::connection_established(session.socket_id(), app.config().activity_timeout);
     app.metrics.sent(MessageKind::Protocol, 1, hello.len());
     log_connected(session.socket_id(), app.id());
+    if let Some(t) = ctx.adapter.console() {
+        t.emit(|| ConsoleEvent::Connected {
+            app: app.id().to_owned(),
+            socket_id: session.socket_id().to_owned(),
+            origin,
+        });
+    }
     let end = match Box::pin(send(ws, Message::Text(hello))).await {
         Ok(()) => drive(ws, ctx, &mut session, &outbox, &app).await,
         Err(()) => End::Gone,
@@ -160,6 +174,13 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     app.release_connection();
     closed(&app, &end);
     log_disconnected(session.socket_id());
+    if let Some(t) = ctx.adapter.console() {
+        t.emit(|| ConsoleEvent::Disconnected {
+            app: app.id().to_owned(),
+            socket_id: session.socket_id().to_owned(),
+            code: end_code(&end),
+        });
+    }
     // Boxed, like every once-per-connection or once-per-ping write: only the hot loop's state
     // should live in the connection task for the whole connection.
     Box::pin(finish(ws, end)).await;
@@ -420,6 +441,16 @@ fn closed(app: &App, end: &End) {
         }
     };
     app.metrics.connection_closed(how);
+}
+
+/// The close code a connection ended with, for the console (`None`: the peer vanished or
+/// closed first).
+fn end_code(end: &End) -> Option<u16> {
+    match end {
+        End::Gone | End::PeerClosed => None,
+        End::Violation(code) => Some(code.as_u16()),
+        End::Close(err) => Some(err.code().as_u16()),
+    }
 }
 
 #[inline(never)]
