@@ -10,6 +10,7 @@
 
 mod app;
 mod env;
+mod console;
 mod observability;
 mod scaling;
 mod tls;
@@ -22,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 pub use app::{AppConfig, ClientEventsFrom, RateLimiting};
 pub use env::{is_read_var, parse_env_file};
+pub use console::ConsoleConfig;
 pub use observability::{LogFormat, LoggingConfig, MetricsConfig, OBSERVABILITY_VARS};
 pub use scaling::{ScalingConfig, REDIS_VARS};
 pub use tls::TlsConfig;
@@ -52,6 +54,9 @@ pub struct Config {
     /// Log format.
     #[serde(default)]
     pub logging: LoggingConfig,
+    /// The live debug console (off unless the table says so; on in the embedded default).
+    #[serde(default)]
+    pub console: ConsoleConfig,
 }
 
 /// The `[server]` table.
@@ -191,6 +196,7 @@ impl Config {
             scaling: ScalingConfig::default(),
             metrics: MetricsConfig::default(),
             logging: LoggingConfig::default(),
+            console: ConsoleConfig::default(),
         }
     }
 
@@ -306,6 +312,7 @@ impl Config {
             }
         }
         masked.scaling.url = self.scaling.masked_url();
+        masked.console.admin_token = self.console.admin_token.as_deref().map(mask);
         toml::to_string_pretty(&masked).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
     }
 }

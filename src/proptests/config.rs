@@ -125,6 +125,7 @@ fn full_config() -> impl Strategy<Value = Config> {
                     scaling,
                     metrics: Default::default(),
                     logging: Default::default(),
+                    console: Default::default(),
                 }
             },
         )
