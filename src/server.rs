@@ -159,7 +159,11 @@ impl Server {
         if let Some(w) = &webhooks {
             metrics.register_collector(Box::new(WebhookCollector(w.stats().clone())));
         }
-        let adapter = Arc::new(adapter.with_webhooks(webhooks));
+        let console = config
+            .console
+            .enabled
+            .then(|| crate::console::Tap::new(crate::console::DEFAULT_CAPACITY));
+        let adapter = Arc::new(adapter.with_webhooks(webhooks).with_console(console));
         let metrics = Arc::new(metrics);
         let sockets = Arc::new(SocketContext {
             adapter: adapter.clone(),

@@ -9,8 +9,8 @@
 //! URL), `env` (`.env` parsing and which variables Herald reads).
 
 mod app;
-mod env;
 mod console;
+mod env;
 mod observability;
 mod scaling;
 mod tls;
@@ -22,8 +22,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use app::{AppConfig, ClientEventsFrom, RateLimiting};
-pub use env::{is_read_var, parse_env_file};
 pub use console::ConsoleConfig;
+pub use env::{is_read_var, parse_env_file};
 pub use observability::{LogFormat, LoggingConfig, MetricsConfig, OBSERVABILITY_VARS};
 pub use scaling::{ScalingConfig, REDIS_VARS};
 pub use tls::TlsConfig;

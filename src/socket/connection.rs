@@ -21,10 +21,10 @@ use tokio_tungstenite::WebSocketStream;
 use super::session::Session;
 use super::{Admission, SocketContext};
 use crate::apps::App;
+use crate::console::ConsoleEvent;
 use crate::metrics::{CloseLabel, MessageKind, Refusal};
 use crate::outbox::{Outbox, SocketId};
 use crate::protocol::outbound::{self, Frame};
-use crate::console::ConsoleEvent;
 use crate::protocol::{PusherError, ViolationCode};
 
 /// Bytes tungstenite reads per syscall. Its default (128 KiB) is allocated per connection;
