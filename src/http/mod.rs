@@ -2,6 +2,7 @@
 //! runs before any handler, and the handlers (in `events` and `queries`). All reads and writes
 //! of channel state go through the adapter.
 
+pub mod console;
 pub mod error;
 mod events;
 mod queries;
@@ -197,7 +198,7 @@ async fn dispatch(
     Ok(json_response(StatusCode::OK, body))
 }
 
-async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, ApiError> {
+pub(crate) async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, ApiError> {
     let declared = req
         .headers()
         .get(hyper::header::CONTENT_LENGTH)
@@ -213,7 +214,7 @@ async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, ApiErr
     }
 }
 
-fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
