@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -32,6 +32,7 @@ use crate::adapter::{Adapter, LocalState};
 use crate::apps::AppRegistry;
 use crate::cluster::{Cluster, ClusterError};
 use crate::config::{Config, ConfigError, MIN_HEAD_SIZE};
+use crate::http::console::ConsoleBody;
 use crate::http::{self, ApiContext, ApiError};
 use crate::limits::{Level, PendingBudget, PendingRefusal, PendingSlot, QuietLog};
 use crate::metrics::{self, Metrics, ProcessCollector, Readiness, Refusal};
@@ -112,6 +113,9 @@ struct Router {
     tls: Option<Arc<LiveTls>>,
     /// Failed TLS handshakes (scanners, clients that do not trust the certificate).
     tls_failures: QuietLog,
+    /// `/console` is served here (`[console] enabled` without the metrics listener), with this
+    /// admin token.
+    console: Option<Option<String>>,
 }
 
 impl Server {
@@ -203,6 +207,8 @@ impl Server {
             refused: QuietLog::new("refused connections", Level::Info, QUIET_INTERVAL),
             tls,
             tls_failures: QuietLog::new("failed TLS handshakes", Level::Info, QUIET_INTERVAL),
+            console: (config.console.enabled && !config.metrics.enabled)
+                .then(|| config.console.admin_token.clone()),
         });
         Ok(Self {
             listener,
@@ -506,7 +512,25 @@ where
 }
 
 impl Router {
-    async fn route(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    /// `/console…` when the console is served on this port, else [`Self::route_api`].
+    async fn route(&self, req: Request<Incoming>) -> Response<Either<Full<Bytes>, ConsoleBody>> {
+        if let Some(admin) = &self.console {
+            let path = strip_prefix(req.uri().path(), &self.prefix)
+                .filter(|p| *p == "/console" || p.starts_with("/console/"))
+                .map(str::to_owned);
+            if let Some(path) = path {
+                if let Some(resp) =
+                    http::console::serve(req, &path, &self.api, admin.as_deref()).await
+                {
+                    return resp.map(Either::Right);
+                }
+                return ApiError::NotFound.into_response().map(Either::Left);
+            }
+        }
+        self.route_api(req).await.map(Either::Left)
+    }
+
+    async fn route_api(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
         let full = req.uri().path().to_owned();
         let Some(path) = strip_prefix(&full, &self.prefix) else {
             return ApiError::NotFound.into_response();

@@ -1,0 +1,144 @@
+//! The live debug console (issue 11) over real sockets on the main port: sign-in refuses a
+//! wrong secret and never echoes one; a viewer's Server-Sent Events stream shows a real
+//! client's connection and subscription and an HTTP API event; the event creator triggers
+//! through the API's path (a subscriber receives it, bad input gets the API's 400).
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::*;
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+fn console_config() -> Config {
+    let mut cfg = config();
+    cfg.console.enabled = true;
+    cfg
+}
+
+async fn sign_in(addr: SocketAddr, app: &str, secret: &str) -> (u16, Value) {
+    let body = json!({ "app": app, "secret": secret }).to_string();
+    let resp = http(addr, "POST", "/console/session", body.as_bytes()).await;
+    (resp.status, resp.json())
+}
+
+/// An open SSE stream: the response head is read, then one `data:` line per `next`.
+struct Sse(BufReader<TcpStream>);
+
+impl Sse {
+    async fn open(addr: SocketAddr, token: &str) -> Sse {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let target = format!(
+            "/console/stream?app={APP_ID}&token={}",
+            percent_encode(token)
+        );
+        let req = format!("GET {target} HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n");
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut r = BufReader::new(s);
+        let mut line = String::new();
+        r.read_line(&mut line).await.unwrap();
+        assert!(line.starts_with("HTTP/1.1 200"), "{line}");
+        Sse(r)
+    }
+
+    /// The next event of the stream (chunk-size lines and comments skipped).
+    async fn next(&mut self) -> Value {
+        let read = async {
+            loop {
+                let mut line = String::new();
+                assert!(
+                    self.0.read_line(&mut line).await.unwrap() > 0,
+                    "stream ended"
+                );
+                if let Some(json) = line.trim_end().strip_prefix("data: ") {
+                    return serde_json::from_str::<Value>(json).unwrap();
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), read)
+            .await
+            .expect("a console event within 5 s")
+    }
+
+    /// The next event of `kind`, skipping others.
+    async fn next_of(&mut self, kind: &str) -> Value {
+        loop {
+            let e = self.next().await;
+            if e["type"] == kind {
+                return e;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn wrong_secret_is_refused_and_no_secret_is_ever_sent_back() {
+    let srv = start(console_config()).await;
+    let (status, body) = sign_in(srv.addr, APP_ID, "wrong").await;
+    assert_eq!(status, 401, "{body}");
+    let (status, _) = sign_in(srv.addr, "no-such-app", SECRET).await;
+    assert_eq!(status, 401);
+    let (status, body) = sign_in(srv.addr, APP_ID, SECRET).await;
+    assert_eq!(status, 200);
+    assert!(!body.to_string().contains(SECRET), "{body}");
+    let page = http(srv.addr, "GET", "/console", b"").await;
+    assert_eq!(page.status, 200);
+    assert!(!String::from_utf8_lossy(&page.body).contains(SECRET));
+    let stream = http(
+        srv.addr,
+        "GET",
+        "/console/stream?app=app-id&token=forged",
+        b"",
+    )
+    .await;
+    assert_eq!(stream.status, 401);
+}
+
+#[tokio::test]
+async fn console_is_absent_when_disabled() {
+    let srv = start(config()).await;
+    assert_eq!(http(srv.addr, "GET", "/console", b"").await.status, 404);
+}
+
+#[tokio::test]
+async fn viewer_sees_connections_subscriptions_and_api_events_live() {
+    let srv = start(console_config()).await;
+    let token = sign_in(srv.addr, APP_ID, SECRET).await.1["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut sse = Sse::open(srv.addr, &token).await;
+    let mut client = srv.client().await;
+    let connected = sse.next_of("connected").await;
+    assert_eq!(connected["app"], APP_ID);
+    client.subscribe("news").await;
+    let sub = sse.next_of("subscribed").await;
+    assert_eq!(sub["channel"], "news");
+    srv.api().trigger(&["news"], "headline", "{\"a\":1}").await;
+    let ev = sse.next_of("api_event").await;
+    assert_eq!(
+        (ev["channel"].as_str(), ev["event"].as_str()),
+        (Some("news"), Some("headline"))
+    );
+    assert_eq!(ev["size"], 7);
+    client.recv_event("headline").await;
+
+    // The event creator: same path as the API (delivered, shown), same validation (400).
+    let q = format!(
+        "/console/events?app={APP_ID}&token={}",
+        percent_encode(&token)
+    );
+    let body = json!({"channel": "news", "name": "from-console", "data": "{}"}).to_string();
+    let resp = http(srv.addr, "POST", &q, body.as_bytes()).await;
+    assert_eq!(resp.status, 200, "{:?}", resp.json());
+    client.recv_event("from-console").await;
+    assert_eq!(sse.next_of("api_event").await["event"], "from-console");
+    let bad = json!({"channel": "news", "name": "pusher:x", "data": "{}"}).to_string();
+    assert_eq!(http(srv.addr, "POST", &q, bad.as_bytes()).await.status, 400);
+
+    drop(client);
+    assert_eq!(sse.next_of("disconnected").await["app"], APP_ID);
+}
