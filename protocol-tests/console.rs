@@ -142,3 +142,18 @@ async fn viewer_sees_connections_subscriptions_and_api_events_live() {
     drop(client);
     assert_eq!(sse.next_of("disconnected").await["app"], APP_ID);
 }
+
+#[tokio::test]
+async fn with_the_metrics_listener_on_the_console_lives_there_only() {
+    let mut cfg = console_config();
+    cfg.metrics.enabled = true;
+    cfg.metrics.port = 0;
+    let srv = start(cfg).await;
+    let admin = srv.metrics.expect("metrics listener");
+    assert_eq!(http(srv.addr, "GET", "/console", b"").await.status, 404);
+    assert_eq!(http(admin, "GET", "/console", b"").await.status, 200);
+    let (status, body) = sign_in(admin, APP_ID, SECRET).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(sign_in(admin, APP_ID, "wrong").await.0, 401);
+    assert_eq!(http(admin, "GET", "/metrics", b"").await.status, 200);
+}

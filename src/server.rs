@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{Either, Full};
+use http_body_util::{BodyExt, Either, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -93,6 +93,8 @@ pub struct Server {
     /// The metrics listener, when `[metrics] enabled`.
     metrics_listener: Option<TcpListener>,
     metrics: Arc<Metrics>,
+    /// `/console` on the metrics listener (`[console]` and `[metrics]` both enabled).
+    console: Option<metrics::ConsoleHandler>,
     router: Arc<Router>,
     shutdown_timeout: Duration,
     reloader: Arc<Reloader>,
@@ -185,6 +187,18 @@ impl Server {
             local.clone(),
             tls.clone(),
         ));
+        let console = (config.console.enabled && config.metrics.enabled).then(|| {
+            console_handler(
+                ApiContext {
+                    adapter: adapter.clone(),
+                    apps: apps.clone(),
+                    max_request_size: config.server.max_request_size,
+                    refused: QuietLog::new("refused console requests", Level::Info, QUIET_INTERVAL),
+                    metrics: metrics.clone(),
+                },
+                config.console.admin_token.clone(),
+            )
+        });
         let api = ApiContext {
             adapter,
             apps,
@@ -214,6 +228,7 @@ impl Server {
             listener,
             metrics_listener,
             metrics,
+            console,
             router,
             shutdown_timeout: Duration::from_secs(config.server.shutdown_timeout),
             reloader,
@@ -263,6 +278,7 @@ impl Server {
                 l,
                 self.metrics.clone(),
                 ready,
+                self.console.clone(),
                 metrics_stop.clone(),
             ))
         });
@@ -552,6 +568,22 @@ impl Router {
         }
         resp
     }
+}
+
+/// Serves `/console…` on the metrics listener with its own API context.
+fn console_handler(ctx: ApiContext, admin: Option<String>) -> metrics::ConsoleHandler {
+    let ctx = Arc::new(ctx);
+    let admin: Option<Arc<str>> = admin.map(Into::into);
+    Arc::new(move |req| {
+        let (ctx, admin) = (ctx.clone(), admin.clone());
+        Box::pin(async move {
+            let path = req.uri().path().to_owned();
+            match http::console::serve(req, &path, &ctx, admin.as_deref()).await {
+                Some(resp) => resp,
+                None => ApiError::NotFound.into_response().map(BodyExt::boxed),
+            }
+        })
+    })
 }
 
 /// `path` without the configured prefix, or `None` when it does not start with it.

@@ -27,7 +27,7 @@ use prometheus_client::registry::Registry;
 
 pub use app::{AppMetrics, AuthFailure, CloseLabel, MessageKind, RateLimit, CHANNEL_KINDS};
 pub use process::ProcessCollector;
-pub use serve::{readiness, serve, Readiness};
+pub use serve::{readiness, serve, ConsoleHandler, ConsoleResponse, Readiness};
 
 /// Labels: the app id.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

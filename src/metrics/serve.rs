@@ -5,11 +5,15 @@
 //! few (a Prometheus scraper): at most [`MAX_CONNECTIONS`] at once, each with a head timeout.
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{header, Method, Request, Response, StatusCode};
@@ -30,11 +34,23 @@ const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 /// clustered); shared by `/ready` on both listeners.
 pub type Readiness = Arc<dyn Fn() -> bool + Send + Sync>;
 
+/// A response of the live debug console (a page, JSON, or an event stream).
+pub type ConsoleResponse = Response<BoxBody<Bytes, Infallible>>;
+
+/// Serves `/console…` on this listener when `[console] enabled` (built by the server, which
+/// knows the HTTP side; this module only routes to it).
+pub type ConsoleHandler = Arc<
+    dyn Fn(Request<Incoming>) -> Pin<Box<dyn Future<Output = ConsoleResponse> + Send>>
+        + Send
+        + Sync,
+>;
+
 /// Serves the metrics listener until `stop` is cancelled.
 pub async fn serve(
     listener: TcpListener,
     metrics: Arc<Metrics>,
     ready: Readiness,
+    console: Option<ConsoleHandler>,
     stop: CancellationToken,
 ) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
@@ -52,10 +68,19 @@ pub async fn serve(
             continue;
         };
         let (metrics, ready, stop) = (metrics.clone(), ready.clone(), stop.clone());
+        let console = console.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |req| {
-                let resp = answer(&req, &metrics, &ready);
-                async move { Ok::<_, Infallible>(resp) }
+            let service = service_fn(move |req: Request<Incoming>| {
+                let path = req.uri().path();
+                let to_console = path == "/console" || path.starts_with("/console/");
+                let handler = console.clone().filter(|_| to_console);
+                let (metrics, ready) = (metrics.clone(), ready.clone());
+                async move {
+                    Ok::<_, Infallible>(match handler {
+                        Some(h) => h(req).await.map(Either::Right),
+                        None => answer(&req, &metrics, &ready).map(Either::Left),
+                    })
+                }
             });
             let conn = http1::Builder::new()
                 .timer(TokioTimer::new())
