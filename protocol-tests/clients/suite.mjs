@@ -45,11 +45,11 @@ const serverApps = Object.values(apps).map(appSettings).map((a) => {
   return a;
 });
 if (sabotage[0]) console.error(`(CHECK_SABOTAGE=${sabotage.join(',')}: failures expected)`);
-const mainServer = new Herald(bin, 'main', { server: { max_request_size: 10000 }, apps: serverApps });
+const mainServer = new Herald(bin, 'main', { server: { max_request_size: 10000 }, apps: serverApps, tables: { console: { enabled: true } } });
 const env = { bin, apps, masterKey, main: mainServer, port: 0, ARTIFACTS };
 
 // Names of tests/*.mjs, with or without the .mjs suffix.
-const modules = (process.env.CHECK_MODULES || 'ws,http,sdk-node,sdk-python,pusherjs,watchlist,echo,browser,prefix,envfile,shutdown,webhooks,tls,restart,cluster')
+const modules = (process.env.CHECK_MODULES || 'ws,http,sdk-node,sdk-python,pusherjs,watchlist,echo,browser,console,prefix,envfile,shutdown,webhooks,tls,restart,cluster')
   .split(',').map((m) => m.trim().replace(/\.mjs$/, '')).filter(Boolean);
 
 // If the main server died (a crash), restart it before the next check so one crash does

@@ -33,6 +33,7 @@ export const R = {
   reload: 'config reload (SIGHUP)',
   restart: 'zero-downtime restart',
   wh: 'webhooks',
+  console: 'live debug console',
 };
 
 let n = 0;
