@@ -139,6 +139,13 @@ async fn viewer_sees_connections_subscriptions_and_api_events_live() {
     let bad = json!({"channel": "news", "name": "pusher:x", "data": "{}"}).to_string();
     assert_eq!(http(srv.addr, "POST", &q, bad.as_bytes()).await.status, 400);
 
+    // An error sent to a client: a private channel without auth.
+    client
+        .send_subscribe(json!({ "channel": "private-x", "auth": "app-key:bad" }))
+        .await;
+    let err = sse.next_of("error").await;
+    assert!(err["code"].is_u64() && err["message"].is_string(), "{err}");
+
     drop(client);
     assert_eq!(sse.next_of("disconnected").await["app"], APP_ID);
 }

@@ -13,6 +13,7 @@ use crate::adapter::Adapter;
 use crate::apps::App;
 use crate::auth;
 use crate::channels::MemberData;
+use crate::console::ConsoleEvent;
 use crate::metrics::{AuthFailure, MessageKind, RateLimit as Limit};
 use crate::outbox::{Outbox, SocketId};
 use crate::protocol::channel::{validate, SERVER_TO_USER_PREFIX};
@@ -89,6 +90,14 @@ impl Session {
     }
 
     fn send_error(&self, err: &PusherError) {
+        if let Some(t) = self.adapter.console() {
+            t.emit(|| ConsoleEvent::Error {
+                app: self.app.id().to_owned(),
+                socket_id: self.socket_id.clone(),
+                code: Some(err.code().as_u16()),
+                message: err.to_string(),
+            });
+        }
         self.reply(outbound::error(err));
     }
 
