@@ -164,3 +164,34 @@ async fn with_the_metrics_listener_on_the_console_lives_there_only() {
     assert_eq!(sign_in(admin, APP_ID, "wrong").await.0, 401);
     assert_eq!(http(admin, "GET", "/metrics", b"").await.status, 200);
 }
+
+#[tokio::test]
+async fn a_failed_webhook_is_shown() {
+    use herald::config::{WebhookEventType, WebhookFilter, WebhookTarget};
+    let refused = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", refused.local_addr().unwrap());
+    drop(refused);
+    let mut cfg = console_config();
+    let app = &mut cfg.apps[0];
+    app.webhooks = vec![WebhookTarget {
+        url,
+        event_types: vec![WebhookEventType::ChannelOccupied],
+        filter: WebhookFilter::default(),
+        headers: Default::default(),
+    }];
+    app.webhook_retry.max_attempts = 1;
+    app.webhook_retry.timeout_ms = 500;
+    let srv = start(cfg).await;
+    let token = sign_in(srv.addr, APP_ID, SECRET).await.1["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut sse = Sse::open(srv.addr, &token).await;
+    let mut client = srv.client().await;
+    client.subscribe("occupy-me").await;
+    let hook = sse.next_of("webhook").await;
+    assert_eq!(
+        (hook["ok"].as_bool(), hook["events"].as_u64()),
+        (Some(false), Some(1))
+    );
+}

@@ -158,17 +158,18 @@ impl Server {
         } else {
             Adapter::local(local.clone())
         };
-        let mut webhooks = Webhooks::new(&apps, config.server.max_queued_webhooks)?;
+        let console = config
+            .console
+            .enabled
+            .then(|| crate::console::Tap::new(crate::console::DEFAULT_CAPACITY));
+        let mut webhooks =
+            Webhooks::new(&apps, config.server.max_queued_webhooks, console.clone())?;
         if let (Some(w), Some(c)) = (&mut webhooks, adapter.cluster()) {
             c.set_webhooks(w.cluster_sink());
         }
         if let Some(w) = &webhooks {
             metrics.register_collector(Box::new(WebhookCollector(w.stats().clone())));
         }
-        let console = config
-            .console
-            .enabled
-            .then(|| crate::console::Tap::new(crate::console::DEFAULT_CAPACITY));
         let adapter = Arc::new(adapter.with_webhooks(webhooks).with_console(console));
         let metrics = Arc::new(metrics);
         let sockets = Arc::new(SocketContext {

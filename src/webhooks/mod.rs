@@ -60,7 +60,11 @@ pub struct Webhooks {
 impl Webhooks {
     /// Starts a task per target of every app; `None` when no app has a target.
     /// `max_queued` bounds each target's queue. Must run inside the tokio runtime.
-    pub fn new(apps: &AppRegistry, max_queued: usize) -> Result<Option<Self>, WebhookError> {
+    pub fn new(
+        apps: &AppRegistry,
+        max_queued: usize,
+        console: Option<Arc<crate::console::Tap>>,
+    ) -> Result<Option<Self>, WebhookError> {
         if apps.all().iter().all(|a| a.config().webhooks.is_empty()) {
             return Ok(None);
         }
@@ -79,6 +83,7 @@ impl Webhooks {
             )),
             closing: CancellationToken::new(),
             abandon: CancellationToken::new(),
+            console,
         };
         let senders = TaskTracker::new();
         let mut hooks = HashMap::new();

@@ -28,6 +28,8 @@ pub(super) struct Shared {
     pub closing: CancellationToken,
     /// The shutdown deadline passed: count what is left as given up, stop now.
     pub abandon: CancellationToken,
+    /// The live debug console, told each batch's outcome (when `[console] enabled`).
+    pub console: Option<Arc<crate::console::Tap>>,
 }
 
 /// The sending side of one target, held by its app.
@@ -199,7 +201,7 @@ impl Sender {
                 Ok(()) => {
                     WebhookStats::add(&self.shared.stats.delivered, batch.len());
                     WebhookStats::add(&self.shared.stats.requests, 1);
-                    return;
+                    return self.tell_console(batch.len(), true);
                 }
                 Err(Failure::Final(reason)) => {
                     return self.give_up(batch, batch.len(), &reason);
@@ -249,6 +251,7 @@ impl Sender {
     /// Counts `n` events as given up and logs it (throttled) with the app, target and types.
     fn give_up(&self, batch: &[Event], n: usize, why: &str) {
         WebhookStats::add(&self.shared.stats.given_up, n);
+        self.tell_console(n, false);
         let mut kinds: Vec<&str> = batch.iter().map(|e| e.kind.name()).collect();
         kinds.sort_unstable();
         kinds.dedup();
@@ -262,6 +265,19 @@ impl Sender {
 }
 
 /// The error with its sources ("error sending request: connection refused").
+impl Sender {
+    /// Reports a batch's final outcome to console viewers (nothing is built when none watch).
+    fn tell_console(&self, events: usize, ok: bool) {
+        if let Some(t) = &self.shared.console {
+            t.emit(|| crate::console::ConsoleEvent::Webhook {
+                app: self.app.id.to_string(),
+                events,
+                ok,
+            });
+        }
+    }
+}
+
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut src = e.source();
