@@ -226,7 +226,7 @@ pub async fn run_once(o: &Opts, rate: f64) -> Figures {
         Some(app) => (vec![app.clone()], o.pid.into_iter().collect()),
         None => {
             nodes = (0..o.nodes)
-                .map(|i| start_herald(&o.bin, format!("node{i}"), redis_port))
+                .map(|i| start_herald(&o.bin, format!("node{i}"), redis_port, o.console))
                 .collect();
             for n in &mut nodes {
                 n.wait_ready(o.scaling);

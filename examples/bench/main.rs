@@ -21,7 +21,7 @@
 //! - `floor`: the write floor (see `floor.rs`).
 //!
 //! Common: `--bin PATH` (target/release/herald), `--redis PATH` (/usr/bin/redis-server),
-//! `--time-limit SECS` (900).
+//! `--time-limit SECS` (900), `--console on` (`[console] enabled`, no viewer: its idle cost).
 //!
 //! Run: `cargo build --release --bin herald --examples`, then e.g.
 //! `target/release/examples/bench conns --connections 10000` or
@@ -59,6 +59,8 @@ pub struct Opts {
     pid: Option<u32>,
     client_events: bool,
     floor: bool,
+    /// `[console] enabled` on the servers the bench starts (no viewer connects).
+    console: bool,
     channels: usize,
     max_steps: usize,
 }
@@ -83,6 +85,7 @@ fn opts() -> Opts {
         pid: None,
         client_events: false,
         floor: false,
+        console: false,
         channels: 100,
         max_steps: 6,
     };
@@ -114,6 +117,7 @@ fn opts() -> Opts {
             "--secret" => secret = Some(v),
             "--pid" => o.pid = Some(num("--pid") as u32),
             "--floor" if v == "on" || v == "off" => o.floor = v == "on",
+            "--console" if v == "on" || v == "off" => o.console = v == "on",
             "--channels" => o.channels = v.parse().expect("--channels needs a number"),
             "--max-steps" => o.max_steps = num("--max-steps") as usize,
             "--connections" => o.connections = num("--connections") as usize,

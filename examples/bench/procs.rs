@@ -213,8 +213,9 @@ impl Drop for Proc {
 /// The bench app, a generous queue, no pings during a run.
 const APP: &str = "[[apps]]\nid = \"bench\"\nkey = \"bench-key\"\nsecret = \"bench-secret\"\nping_interval = 3600\nactivity_timeout = 120\nclient_events_per_second = 100000\n";
 
-/// Starts `bin` with a temp config on a free port; with `redis`, joined to that cluster.
-pub fn start_herald(bin: &str, name: String, redis: Option<u16>) -> Proc {
+/// Starts `bin` with a temp config on a free port; with `redis`, joined to that cluster; with
+/// `console`, the live debug console on (nobody watching).
+pub fn start_herald(bin: &str, name: String, redis: Option<u16>, console: bool) -> Proc {
     let port = free_port();
     let mut cfg = format!(
         "[server]\nhost = \"127.0.0.1\"\nport = {port}\nmax_request_size = 1000000\nmax_queued_frames = 100000\nmax_pending_per_ip = 0\n\n{APP}"
@@ -223,6 +224,9 @@ pub fn start_herald(bin: &str, name: String, redis: Option<u16>) -> Proc {
         cfg.push_str(&format!(
             "\n[scaling]\nenabled = true\nurl = \"redis://127.0.0.1:{rp}/0\"\nprefix = \"bench:\"\n"
         ));
+    }
+    if console {
+        cfg.push_str("\n[console]\nenabled = true\n");
     }
     let path = std::env::temp_dir().join(format!("herald-bench-{port}.toml"));
     std::fs::File::create(&path)
