@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use app::{AppConfig, ClientEventsFrom, RateLimiting};
-pub use console::ConsoleConfig;
+pub use console::{ConsoleConfig, CONSOLE_VARS};
 pub use env::{is_read_var, parse_env_file};
 pub use observability::{LogFormat, LoggingConfig, MetricsConfig, OBSERVABILITY_VARS};
 pub use scaling::{ScalingConfig, REDIS_VARS};
@@ -219,6 +219,7 @@ impl Config {
         }
         app::apply_env(&mut self.apps, vars)?;
         self.metrics.apply_env(vars)?;
+        self.console.apply_env(vars)?;
         self.logging.apply_env(vars)?;
         self.scaling.apply_env(vars)
     }
