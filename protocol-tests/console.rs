@@ -162,7 +162,14 @@ async fn with_the_metrics_listener_on_the_console_lives_there_only() {
     let (status, body) = sign_in(admin, APP_ID, SECRET).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(sign_in(admin, APP_ID, "wrong").await.0, 401);
-    assert_eq!(http(admin, "GET", "/metrics", b"").await.status, 200);
+    let scrape = http(admin, "GET", "/metrics", b"").await;
+    assert_eq!(scrape.status, 200);
+    let text = String::from_utf8_lossy(&scrape.body);
+    assert!(text.contains("herald_console_viewers 0"), "{text}");
+    assert!(
+        text.contains("herald_console_events_dropped_total 0"),
+        "{text}"
+    );
 }
 
 #[tokio::test]

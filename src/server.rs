@@ -162,6 +162,10 @@ impl Server {
             .console
             .enabled
             .then(|| crate::console::Tap::new(crate::console::DEFAULT_CAPACITY));
+        if let Some(t) = &console {
+            let collector = crate::console::metrics::ConsoleCollector(t.clone());
+            metrics.register_collector(Box::new(collector));
+        }
         let mut webhooks =
             Webhooks::new(&apps, config.server.max_queued_webhooks, console.clone())?;
         if let (Some(w), Some(c)) = (&mut webhooks, adapter.cluster()) {

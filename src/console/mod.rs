@@ -6,6 +6,7 @@
 //!
 //! Work in progress: see `docs/console-wip.md` for what is wired and what is not.
 
+pub mod metrics;
 pub mod session;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
