@@ -1,7 +1,8 @@
-//! The live debug console (issue 11) over real sockets on the main port: sign-in refuses a
-//! wrong secret and never echoes one; a viewer's Server-Sent Events stream shows a real
-//! client's connection and subscription and an HTTP API event; the event creator triggers
-//! through the API's path (a subscriber receives it, bad input gets the API's 400).
+//! The live debug console (issue 11) over real sockets: sign-in refuses a wrong secret, never
+//! echoes one, sets an HttpOnly SameSite=Strict session cookie, and is throttled per address
+//! after repeated failures (429); a viewer's Server-Sent Events stream shows a real client's
+//! connection and subscription and an HTTP API event; the event creator triggers through the
+//! API's path (a subscriber receives it, bad input gets the API's 400, a form post 415).
 
 mod common;
 
@@ -19,23 +20,51 @@ fn console_config() -> Config {
     cfg
 }
 
-async fn sign_in(addr: SocketAddr, app: &str, secret: &str) -> (u16, Value) {
+/// Signs in; the session cookie (`name=value`) when one is set.
+async fn sign_in(addr: SocketAddr, app: &str, secret: &str) -> (u16, Value, Option<String>) {
     let body = json!({ "app": app, "secret": secret }).to_string();
     let resp = http(addr, "POST", "/console/session", body.as_bytes()).await;
-    (resp.status, resp.json())
+    let cookie = resp.header("set-cookie").map(|c| {
+        assert!(
+            c.contains("; Path=/console;")
+                && c.contains("HttpOnly")
+                && c.contains("SameSite=Strict"),
+            "{c}"
+        );
+        c.split(';').next().unwrap().to_owned()
+    });
+    (resp.status, resp.json(), cookie)
+}
+
+async fn session(addr: SocketAddr) -> String {
+    let (status, body, cookie) = sign_in(addr, APP_ID, SECRET).await;
+    assert_eq!(status, 200, "{body}");
+    cookie.expect("a session cookie")
+}
+
+/// A request carrying the session cookie.
+async fn with_cookie(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    cookie: &str,
+    body: &[u8],
+) -> HttpResponse {
+    HttpConn::open(addr)
+        .await
+        .request_with(method, target, &[("Cookie", cookie)], body)
+        .await
 }
 
 /// An open SSE stream: the response head is read, then one `data:` line per `next`.
 struct Sse(BufReader<TcpStream>);
 
 impl Sse {
-    async fn open(addr: SocketAddr, token: &str) -> Sse {
+    async fn open(addr: SocketAddr, cookie: &str) -> Sse {
         let mut s = TcpStream::connect(addr).await.unwrap();
-        let target = format!(
-            "/console/stream?app={APP_ID}&token={}",
-            percent_encode(token)
+        let req = format!(
+            "GET /console/stream HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\nCookie: other=1; {cookie}\r\n\r\n"
         );
-        let req = format!("GET {target} HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n");
         s.write_all(req.as_bytes()).await.unwrap();
         let mut r = BufReader::new(s);
         let mut line = String::new();
@@ -77,24 +106,77 @@ impl Sse {
 #[tokio::test]
 async fn wrong_secret_is_refused_and_no_secret_is_ever_sent_back() {
     let srv = start(console_config()).await;
-    let (status, body) = sign_in(srv.addr, APP_ID, "wrong").await;
-    assert_eq!(status, 401, "{body}");
-    let (status, _) = sign_in(srv.addr, "no-such-app", SECRET).await;
+    let (status, body, cookie) = sign_in(srv.addr, APP_ID, "wrong").await;
+    assert_eq!((status, cookie), (401, None), "{body}");
+    let (status, _, _) = sign_in(srv.addr, "no-such-app", SECRET).await;
     assert_eq!(status, 401);
-    let (status, body) = sign_in(srv.addr, APP_ID, SECRET).await;
+    let (status, body, cookie) = sign_in(srv.addr, APP_ID, SECRET).await;
     assert_eq!(status, 200);
+    assert_eq!(body["app"], APP_ID);
+    let cookie = cookie.expect("a session cookie");
     assert!(!body.to_string().contains(SECRET), "{body}");
+    assert!(!cookie.contains(SECRET), "{cookie}");
     let page = http(srv.addr, "GET", "/console", b"").await;
     assert_eq!(page.status, 200);
     assert!(!String::from_utf8_lossy(&page.body).contains(SECRET));
-    let stream = http(
-        srv.addr,
-        "GET",
-        "/console/stream?app=app-id&token=forged",
-        b"",
-    )
-    .await;
-    assert_eq!(stream.status, 401);
+
+    // The cookie is the session: who it signs in as, refused when absent or forged.
+    let me = with_cookie(srv.addr, "GET", "/console/session", &cookie, b"").await;
+    assert_eq!((me.status, me.json()["app"].as_str()), (200, Some(APP_ID)));
+    assert_eq!(
+        http(srv.addr, "GET", "/console/session", b"").await.status,
+        401
+    );
+    let forged = format!("herald_console={APP_ID}.99999999999.00");
+    for target in ["/console/stream", "/console/session"] {
+        let resp = with_cookie(srv.addr, "GET", target, &forged, b"").await;
+        assert_eq!(resp.status, 401, "{target}");
+    }
+    // The old query-string token is not accepted.
+    let token = cookie.split_once('=').unwrap().1;
+    let q = format!("/console/stream?app={APP_ID}&token={token}");
+    assert_eq!(http(srv.addr, "GET", &q, b"").await.status, 401);
+    // Signing out clears the cookie.
+    let out = with_cookie(srv.addr, "DELETE", "/console/session", &cookie, b"").await;
+    assert_eq!(out.status, 200);
+    assert!(
+        out.header("set-cookie")
+            .is_some_and(|c| c.contains("Max-Age=0")),
+        "{:?}",
+        out.headers
+    );
+}
+
+#[tokio::test]
+async fn failed_sign_ins_are_throttled_per_address() {
+    let mut cfg = console_config();
+    cfg.metrics.enabled = true;
+    cfg.metrics.port = 0;
+    let srv = start(cfg).await;
+    let admin = srv.metrics.expect("metrics listener");
+    for _ in 0..5 {
+        assert_eq!(sign_in(admin, APP_ID, "guess").await.0, 401);
+    }
+    // Locked out: even the right secret gets 429 with Retry-After, and no cookie.
+    let body = json!({ "app": APP_ID, "secret": SECRET }).to_string();
+    let resp = http(admin, "POST", "/console/session", body.as_bytes()).await;
+    assert_eq!(resp.status, 429, "{:?}", resp.json());
+    let retry: u64 = resp.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    assert!(resp.header("set-cookie").is_none());
+    // Another address is not affected.
+    let other = "127.0.0.2".parse().unwrap();
+    let resp = HttpConn::open_from(admin, other)
+        .await
+        .request("POST", "/console/session", body.as_bytes())
+        .await;
+    assert_eq!(resp.status, 200, "{:?}", resp.json());
+    let scrape = http(admin, "GET", "/metrics", b"").await;
+    let text = String::from_utf8_lossy(&scrape.body);
+    assert!(
+        text.contains("herald_console_signins_throttled_total 1"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -106,11 +188,8 @@ async fn console_is_absent_when_disabled() {
 #[tokio::test]
 async fn viewer_sees_connections_subscriptions_and_api_events_live() {
     let srv = start(console_config()).await;
-    let token = sign_in(srv.addr, APP_ID, SECRET).await.1["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let mut sse = Sse::open(srv.addr, &token).await;
+    let cookie = session(srv.addr).await;
+    let mut sse = Sse::open(srv.addr, &cookie).await;
     let mut client = srv.client().await;
     let connected = sse.next_of("connected").await;
     assert_eq!(connected["app"], APP_ID);
@@ -127,17 +206,27 @@ async fn viewer_sees_connections_subscriptions_and_api_events_live() {
     client.recv_event("headline").await;
 
     // The event creator: same path as the API (delivered, shown), same validation (400).
-    let q = format!(
-        "/console/events?app={APP_ID}&token={}",
-        percent_encode(&token)
-    );
+    let q = "/console/events";
     let body = json!({"channel": "news", "name": "from-console", "data": "{}"}).to_string();
-    let resp = http(srv.addr, "POST", &q, body.as_bytes()).await;
+    let resp = with_cookie(srv.addr, "POST", q, &cookie, body.as_bytes()).await;
     assert_eq!(resp.status, 200, "{:?}", resp.json());
     client.recv_event("from-console").await;
     assert_eq!(sse.next_of("api_event").await["event"], "from-console");
     let bad = json!({"channel": "news", "name": "pusher:x", "data": "{}"}).to_string();
-    assert_eq!(http(srv.addr, "POST", &q, bad.as_bytes()).await.status, 400);
+    let resp = with_cookie(srv.addr, "POST", q, &cookie, bad.as_bytes()).await;
+    assert_eq!(resp.status, 400);
+    // Without the cookie: 401. As a form (what a cross-site page could post): 415.
+    assert_eq!(http(srv.addr, "POST", q, body.as_bytes()).await.status, 401);
+    let form = HttpConn::open(srv.addr)
+        .await
+        .request_with(
+            "POST",
+            q,
+            &[("Cookie", &cookie), ("Content-Type", "text/plain")],
+            body.as_bytes(),
+        )
+        .await;
+    assert_eq!(form.status, 415);
 
     // An error sent to a client: a private channel without auth.
     client
@@ -159,7 +248,7 @@ async fn with_the_metrics_listener_on_the_console_lives_there_only() {
     let admin = srv.metrics.expect("metrics listener");
     assert_eq!(http(srv.addr, "GET", "/console", b"").await.status, 404);
     assert_eq!(http(admin, "GET", "/console", b"").await.status, 200);
-    let (status, body) = sign_in(admin, APP_ID, SECRET).await;
+    let (status, body, _) = sign_in(admin, APP_ID, SECRET).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(sign_in(admin, APP_ID, "wrong").await.0, 401);
     let scrape = http(admin, "GET", "/metrics", b"").await;
@@ -189,11 +278,8 @@ async fn a_failed_webhook_is_shown() {
     app.webhook_retry.max_attempts = 1;
     app.webhook_retry.timeout_ms = 500;
     let srv = start(cfg).await;
-    let token = sign_in(srv.addr, APP_ID, SECRET).await.1["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let mut sse = Sse::open(srv.addr, &token).await;
+    let cookie = session(srv.addr).await;
+    let mut sse = Sse::open(srv.addr, &cookie).await;
     let mut client = srv.client().await;
     client.subscribe("occupy-me").await;
     let hook = sse.next_of("webhook").await;

@@ -81,6 +81,13 @@ impl PendingBudget {
     }
 }
 
+impl PendingSlot {
+    /// The client's address.
+    pub fn ip(&self) -> IpAddr {
+        self.ip
+    }
+}
+
 impl Drop for PendingSlot {
     fn drop(&mut self) {
         let mut st = self.budget.state.lock();

@@ -1,7 +1,8 @@
 //! Applying a re-read config to a running server (SIGHUP, `herald reload`): apps added, removed
 //! (their sockets closed with 4001) or changed (new secret and limits, sockets kept), and the
 //! TLS certificate re-read. Settings that need a new listener or a new cluster link (`[server]`
-//! other than the TLS files, `[scaling]`) are reported as ignored until a restart.
+//! other than the TLS files, `[scaling]`), `[metrics]`, `[console]` and apps' webhook settings
+//! are reported as ignored until a restart.
 
 use std::sync::Arc;
 
@@ -167,6 +168,14 @@ mod tests {
             cert: c.into(),
             key: "k.pem".into(),
         };
+        // The console (its tap, routes and admin token) is built at start.
+        let mut console = old.clone();
+        console.console.enabled = true;
+        console.console.admin_token = Some("adm".into());
+        assert_eq!(
+            restart_only_changes(&old, &console),
+            ["console.admin_token", "console.enabled"]
+        );
         let (mut a, mut b) = (old.clone(), old.clone());
         b.server.tls = Some(tls("c.pem"));
         assert_eq!(restart_only_changes(&a, &b), ["server.tls"]);

@@ -10,7 +10,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
@@ -115,9 +115,8 @@ struct Router {
     tls: Option<Arc<LiveTls>>,
     /// Failed TLS handshakes (scanners, clients that do not trust the certificate).
     tls_failures: QuietLog,
-    /// `/console` is served here (`[console] enabled` without the metrics listener), with this
-    /// admin token.
-    console: Option<Option<String>>,
+    /// `/console` is served here (`[console] enabled` without the metrics listener).
+    console: Option<Arc<http::console::Gate>>,
 }
 
 impl Server {
@@ -162,10 +161,15 @@ impl Server {
             .console
             .enabled
             .then(|| crate::console::Tap::new(crate::console::DEFAULT_CAPACITY));
-        if let Some(t) = &console {
-            let collector = crate::console::metrics::ConsoleCollector(t.clone());
+        let gate = console.as_ref().map(|tap| {
+            let gate = Arc::new(http::console::Gate::new(config.console.admin_token.clone()));
+            let collector = crate::console::metrics::ConsoleCollector {
+                tap: tap.clone(),
+                throttle: gate.throttle().clone(),
+            };
             metrics.register_collector(Box::new(collector));
-        }
+            gate
+        });
         let mut webhooks =
             Webhooks::new(&apps, config.server.max_queued_webhooks, console.clone())?;
         if let (Some(w), Some(c)) = (&mut webhooks, adapter.cluster()) {
@@ -192,7 +196,7 @@ impl Server {
             local.clone(),
             tls.clone(),
         ));
-        let console = (config.console.enabled && config.metrics.enabled).then(|| {
+        let console = gate.clone().filter(|_| config.metrics.enabled).map(|gate| {
             console_handler(
                 ApiContext {
                     adapter: adapter.clone(),
@@ -201,7 +205,7 @@ impl Server {
                     refused: QuietLog::new("refused console requests", Level::Info, QUIET_INTERVAL),
                     metrics: metrics.clone(),
                 },
-                config.console.admin_token.clone(),
+                gate,
             )
         });
         let api = ApiContext {
@@ -226,8 +230,7 @@ impl Server {
             refused: QuietLog::new("refused connections", Level::Info, QUIET_INTERVAL),
             tls,
             tls_failures: QuietLog::new("failed TLS handshakes", Level::Info, QUIET_INTERVAL),
-            console: (config.console.enabled && !config.metrics.enabled)
-                .then(|| config.console.admin_token.clone()),
+            console: gate.filter(|_| !config.metrics.enabled),
         });
         Ok(Self {
             listener,
@@ -504,9 +507,10 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (header_timeout, max_head) = (router.header_timeout, router.max_head_size);
+    let peer = slot.ip();
     let service = service_fn(move |req| {
         let router = router.clone();
-        async move { Ok::<_, Infallible>(router.route(req).await) }
+        async move { Ok::<_, Infallible>(router.route(req, peer).await) }
     });
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
@@ -534,15 +538,17 @@ where
 
 impl Router {
     /// `/console…` when the console is served on this port, else [`Self::route_api`].
-    async fn route(&self, req: Request<Incoming>) -> Response<Either<Full<Bytes>, ConsoleBody>> {
-        if let Some(admin) = &self.console {
+    async fn route(
+        &self,
+        req: Request<Incoming>,
+        peer: IpAddr,
+    ) -> Response<Either<Full<Bytes>, ConsoleBody>> {
+        if let Some(gate) = &self.console {
             let path = strip_prefix(req.uri().path(), &self.prefix)
                 .filter(|p| *p == "/console" || p.starts_with("/console/"))
                 .map(str::to_owned);
             if let Some(path) = path {
-                if let Some(resp) =
-                    http::console::serve(req, &path, &self.api, admin.as_deref()).await
-                {
+                if let Some(resp) = http::console::serve(req, &path, &self.api, gate, peer).await {
                     return resp.map(Either::Right);
                 }
                 return ApiError::NotFound.into_response().map(Either::Left);
@@ -576,14 +582,13 @@ impl Router {
 }
 
 /// Serves `/console…` on the metrics listener with its own API context.
-fn console_handler(ctx: ApiContext, admin: Option<String>) -> metrics::ConsoleHandler {
+fn console_handler(ctx: ApiContext, gate: Arc<http::console::Gate>) -> metrics::ConsoleHandler {
     let ctx = Arc::new(ctx);
-    let admin: Option<Arc<str>> = admin.map(Into::into);
-    Arc::new(move |req| {
-        let (ctx, admin) = (ctx.clone(), admin.clone());
+    Arc::new(move |req, peer| {
+        let (ctx, gate) = (ctx.clone(), gate.clone());
         Box::pin(async move {
             let path = req.uri().path().to_owned();
-            match http::console::serve(req, &path, &ctx, admin.as_deref()).await {
+            match http::console::serve(req, &path, &ctx, &gate, peer).await {
                 Some(resp) => resp,
                 None => ApiError::NotFound.into_response().map(BodyExt::boxed),
             }

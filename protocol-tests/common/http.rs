@@ -64,12 +64,30 @@ impl HttpConn {
 
     /// Sends one request and reads the response (5 s timeout).
     pub async fn request(&mut self, method: &str, target: &str, body: &[u8]) -> HttpResponse {
+        self.request_with(method, target, &[], body).await
+    }
+
+    /// As [`HttpConn::request`], with extra headers (a `Content-Type` among them replaces the
+    /// default `application/json`).
+    pub async fn request_with(
+        &mut self,
+        method: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> HttpResponse {
         let mut head = format!("{method} {target} HTTP/1.1\r\nHost: {}\r\n", self.host);
+        let typed = headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"));
+        for (k, v) in headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
         if !body.is_empty() || method == "POST" {
-            head.push_str(&format!(
-                "Content-Type: application/json\r\nContent-Length: {}\r\n",
-                body.len()
-            ));
+            if !typed {
+                head.push_str("Content-Type: application/json\r\n");
+            }
+            head.push_str(&format!("Content-Length: {}\r\n", body.len()));
         }
         head.push_str("\r\n");
         let mut bytes = head.into_bytes();

@@ -3,11 +3,11 @@
 //! viewer is connected (events are built lazily, only after that check); while viewers are
 //! connected, events go through a small bounded `tokio::sync::broadcast` ring, so a slow
 //! viewer loses the oldest events (counted in [`Tap::dropped`]) and delivery never waits.
-//!
-//! Work in progress: see `docs/console-wip.md` for what is wired and what is not.
+//! The tap is per node: it sees this node's sockets and the events published through it.
 
 pub mod metrics;
 pub mod session;
+pub mod throttle;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -78,6 +78,8 @@ pub enum ConsoleEvent {
         events: usize,
         ok: bool,
     },
+    /// This viewer fell behind and lost `events` events (of every app: the ring is shared).
+    Dropped { app: String, events: u64 },
 }
 
 impl ConsoleEvent {
@@ -91,7 +93,8 @@ impl ConsoleEvent {
             | Self::ApiEvent { app, .. }
             | Self::ClientEvent { app, .. }
             | Self::Error { app, .. }
-            | Self::Webhook { app, .. } => app,
+            | Self::Webhook { app, .. }
+            | Self::Dropped { app, .. } => app,
         }
     }
 
@@ -173,7 +176,8 @@ pub struct Viewer {
 
 impl Viewer {
     /// The next event of this viewer's app; `None` when the tap is gone. Events lost because
-    /// the viewer lagged are counted and logged, then skipped.
+    /// the viewer lagged are counted and logged, and the viewer is told how many
+    /// ([`ConsoleEvent::Dropped`]), so the page can show it.
     pub async fn next(&mut self) -> Option<Arc<ConsoleEvent>> {
         loop {
             match self.receiver.recv().await {
@@ -182,6 +186,10 @@ impl Viewer {
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     self.tap.dropped.fetch_add(n, Ordering::Relaxed);
                     tracing::debug!(app = %self.app, lost = n, "console viewer lagged; events dropped");
+                    return Some(Arc::new(ConsoleEvent::Dropped {
+                        app: self.app.clone(),
+                        events: n,
+                    }));
                 }
                 Err(broadcast::error::RecvError::Closed) => return None,
             }

@@ -54,6 +54,12 @@ pub fn sign_in(
     ))
 }
 
+/// The app a session token was issued for (not yet verified: see [`verify`]).
+pub fn app_of(token: &str) -> Option<&str> {
+    // App ids may contain dots: the two last fields are split off the right.
+    token.rsplitn(3, '.').nth(2)
+}
+
 /// Checks a session token for `app`; the app id it was issued for must match.
 pub fn verify(apps: &AppRegistry, app: &str, token: &str, now: u64) -> Result<(), SessionError> {
     // App ids may contain dots: split the two last fields off the right.
@@ -91,6 +97,8 @@ mod tests {
         let t = sign_in(&apps, None, "a.1", "secret-a", 100).unwrap();
         assert!(!t.contains("secret-a"));
         assert_eq!(verify(&apps, "a.1", &t, 100), Ok(()));
+        assert_eq!(app_of(&t), Some("a.1"));
+        assert_eq!(app_of("x.1"), None);
         assert_eq!(
             verify(&apps, "a.1", &t, 101 + SESSION_TTL),
             Err(SessionError::BadToken)

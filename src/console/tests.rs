@@ -47,7 +47,12 @@ async fn lagging_viewer_loses_oldest_and_it_is_counted() {
     for i in 0..5 {
         tap.emit(|| api("a", &i.to_string()));
     }
-    // Capacity 2: events 0..3 are gone, 3 and 4 remain.
+    // Capacity 2: events 0..3 are gone (the viewer is told), 3 and 4 remain.
+    let told = ConsoleEvent::Dropped {
+        app: "a".into(),
+        events: 3,
+    };
+    assert_eq!(*v.next().await.unwrap(), told);
     assert_eq!(*v.next().await.unwrap(), api("a", "3"));
     assert_eq!(*v.next().await.unwrap(), api("a", "4"));
     assert_eq!(tap.dropped(), 3);

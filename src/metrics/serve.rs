@@ -6,6 +6,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,7 +41,7 @@ pub type ConsoleResponse = Response<BoxBody<Bytes, Infallible>>;
 /// Serves `/console…` on this listener when `[console] enabled` (built by the server, which
 /// knows the HTTP side; this module only routes to it).
 pub type ConsoleHandler = Arc<
-    dyn Fn(Request<Incoming>) -> Pin<Box<dyn Future<Output = ConsoleResponse> + Send>>
+    dyn Fn(Request<Incoming>, IpAddr) -> Pin<Box<dyn Future<Output = ConsoleResponse> + Send>>
         + Send
         + Sync,
 >;
@@ -59,7 +60,7 @@ pub async fn serve(
             _ = stop.cancelled() => return,
             a = listener.accept() => a,
         };
-        let Ok((stream, _)) = accepted else {
+        let Ok((stream, peer)) = accepted else {
             // Out of descriptors, most likely: the main listener logs that; do not spin.
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
@@ -77,7 +78,7 @@ pub async fn serve(
                 let (metrics, ready) = (metrics.clone(), ready.clone());
                 async move {
                     Ok::<_, Infallible>(match handler {
-                        Some(h) => h(req).await.map(Either::Right),
+                        Some(h) => h(req, peer.ip()).await.map(Either::Right),
                         None => answer(&req, &metrics, &ready).map(Either::Left),
                     })
                 }

@@ -1,6 +1,7 @@
 // The live debug console (issue 11) in a real browser: headless Debian chromium (playwright-core)
 // opens /console on the main server (the suite enables [console] there), is refused with a wrong
-// secret, signs in with the app's secret, and sees a pusher-js subscription and an HTTP API
+// secret, signs in with the app's secret (an HttpOnly SameSite=Strict session cookie that
+// survives a reload), and sees a pusher-js subscription and an HTTP API
 // event (sent with the official `pusher` SDK) appear live; the event creator reaches pusher-js.
 // A screenshot is kept in artifacts/console.png.
 import fs from 'node:fs';
@@ -44,13 +45,21 @@ export default async function (env) {
       assert(await page.isHidden('#console'), 'console shown after a wrong secret');
     }, 20000);
 
-    await check(R.console, `${tag} signs in with the app secret; the page never holds the secret`, async () => {
+    await check(R.console, `${tag} signs in with the app secret: an HttpOnly SameSite=Strict cookie, no secret in the page`, async () => {
       assert(page, 'no page');
       await page.fill('#secret', M.secret);
       await page.click('#signin button');
       await page.waitForFunction(() => document.getElementById('status').textContent.includes('live'), null, { timeout: 5000 });
       assert(!(await page.content()).includes(M.secret), 'secret in the page');
-    }, 8000);
+      const cookie = (await ctx.cookies(`http://127.0.0.1:${port}/console`)).find((c) => c.name === 'herald_console');
+      assert(cookie, 'no session cookie');
+      assert(cookie.httpOnly && cookie.sameSite === 'Strict' && cookie.path === '/console', `cookie ${JSON.stringify(cookie)}`);
+      assert(!(await page.evaluate(() => document.cookie)).includes('herald_console'), 'session readable by the page script');
+      // A reload keeps the session (the page asks GET console/session).
+      await page.reload({ waitUntil: 'load', timeout: 8000 });
+      await page.waitForFunction(() => document.getElementById('status').textContent.includes('live'), null, { timeout: 5000 });
+      assert(await page.isHidden('#signin'), 'sign-in form shown after a reload');
+    }, 15000);
 
     await check(R.console, `${tag} a pusher-js subscription and an API event appear live`, async (t) => {
       assert(page, 'no page');
