@@ -82,6 +82,8 @@ export default async function (env) {
       const data = await fromConsole;
       eq(JSON.stringify(data), '{"n":1}', 'event creator data');
 
+      // Two chart ticks (one per second), so the screenshot shows the per-second chart too.
+      await page.waitForTimeout(2200);
       const file = path.join(ARTIFACTS, 'console.png');
       fs.rmSync(file, { force: true });
       await page.screenshot({ path: file, fullPage: true });
