@@ -490,6 +490,7 @@ async fn main() {
     let _ = rlimit::increase_nofile_limit(u64::MAX);
     let (mut child, port, log) = start_server(&o.bin);
     let pid = child.id();
+    common::kill_child_on_exit(pid);
     println!(
         "soak: herald pid {pid} on 127.0.0.1:{port}, {} connections, {} triggers/s, {} min; server log {}",
         o.connections,

@@ -105,6 +105,7 @@ async fn main() {
     }
     let (mut child, port) = start_server(&bin, channels);
     let pid = child.id();
+    common::kill_child_on_exit(pid);
     drop(connect(port).await);
     tokio::time::sleep(Duration::from_secs(1)).await;
     println!("baseline: {} KiB", common::rss_kib(pid));

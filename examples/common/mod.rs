@@ -121,3 +121,32 @@ pub fn rss_kib(pid: u32) -> u64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
 }
+
+/// Makes sure the server child `pid` does not outlive the example: a panic, Ctrl-C or SIGTERM
+/// (say, from `timeout`) kills it before the example exits. Needs a tokio runtime.
+pub fn kill_child_on_exit(pid: u32) {
+    fn kill(pid: u32) {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+    }
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default(info);
+        kill(pid);
+        std::process::exit(101);
+    }));
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut term) = signal(SignalKind::terminate()) else {
+            return;
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        eprintln!("interrupted: stopping the server child {pid}");
+        kill(pid);
+        std::process::exit(130);
+    });
+}
