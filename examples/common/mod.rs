@@ -150,3 +150,39 @@ pub fn kill_child_on_exit(pid: u32) {
         std::process::exit(130);
     });
 }
+
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Starts `bin start` on a config file of its own (`herald-<name>-<port>.toml` in the temp
+/// directory): `[server]` on a free 127.0.0.1 port plus the `server` lines, then `rest` (the
+/// apps). Its stderr goes to `log` when given. Returns the child and its port.
+pub fn spawn_herald(
+    bin: &str,
+    name: &str,
+    server: &str,
+    rest: &str,
+    log: Option<&std::path::Path>,
+) -> (std::process::Child, u16) {
+    use std::process::{Command, Stdio};
+    let port = free_port();
+    let cfg = format!("[server]\nhost = \"127.0.0.1\"\nport = {port}\n{server}\n{rest}");
+    let path = std::env::temp_dir().join(format!("herald-{name}-{port}.toml"));
+    std::fs::write(&path, cfg).expect("write the config");
+    let mut cmd = Command::new(bin);
+    cmd.args(["start", "--config", path.to_str().unwrap()])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null());
+    if let Some(log) = log {
+        cmd.stderr(std::fs::File::create(log).expect("create the log"));
+    }
+    let child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {bin}: {e} (run `cargo build --release` first)"));
+    (child, port)
+}
