@@ -13,9 +13,7 @@
 
 mod common;
 
-use std::io::Write;
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -106,29 +104,12 @@ fn proc_fds(pid: u32) -> u64 {
 }
 
 fn start_server(bin: &str) -> (Child, u16, std::path::PathBuf) {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let cfg = format!(
-        "[server]\nhost = \"127.0.0.1\"\nport = {port}\n\n\
-         [[apps]]\nid = \"{APP}\"\nkey = \"{KEY}\"\nsecret = \"{SECRET}\"\n\
+    let log = std::env::temp_dir().join(format!("herald-soak-{}.log", std::process::id()));
+    let apps = format!(
+        "[[apps]]\nid = \"{APP}\"\nkey = \"{KEY}\"\nsecret = \"{SECRET}\"\n\
          max_presence_members = 1000\n"
     );
-    let dir = std::env::temp_dir();
-    let path = dir.join(format!("herald-soak-{port}.toml"));
-    std::fs::File::create(&path)
-        .and_then(|mut f| f.write_all(cfg.as_bytes()))
-        .unwrap();
-    let log = dir.join(format!("herald-soak-{port}.log"));
-    let child = Command::new(bin)
-        .args(["start", "--config", path.to_str().unwrap()])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {bin}: {e} (run `cargo build --release` first)"));
+    let (child, port) = common::spawn_herald(bin, "soak", "", &apps, Some(&log));
     (child, port, log)
 }
 
@@ -490,6 +471,7 @@ async fn main() {
     let _ = rlimit::increase_nofile_limit(u64::MAX);
     let (mut child, port, log) = start_server(&o.bin);
     let pid = child.id();
+    common::kill_child_on_exit(pid);
     println!(
         "soak: herald pid {pid} on 127.0.0.1:{port}, {} connections, {} triggers/s, {} min; server log {}",
         o.connections,

@@ -11,9 +11,7 @@
 
 mod common;
 
-use std::io::Write;
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
@@ -23,27 +21,11 @@ type Client =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 fn start_server(bin: &str, channels: usize) -> (Child, u16) {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let cfg = format!(
-        "[server]\nhost = \"127.0.0.1\"\nport = {port}\nmax_pending_per_ip = 0\n\n\
-         [[apps]]\nid = \"spike\"\nkey = \"spike-key\"\nsecret = \"spike-secret\"\n\
+    let apps = format!(
+        "[[apps]]\nid = \"spike\"\nkey = \"spike-key\"\nsecret = \"spike-secret\"\n\
          max_channels_per_connection = {channels}\n"
     );
-    let path = std::env::temp_dir().join(format!("herald-spike-{port}.toml"));
-    std::fs::File::create(&path)
-        .and_then(|mut f| f.write_all(cfg.as_bytes()))
-        .unwrap();
-    let child = Command::new(bin)
-        .args(["start", "--config", path.to_str().unwrap()])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {bin}: {e} (run `cargo build --release` first)"));
-    (child, port)
+    common::spawn_herald(bin, "spike", "max_pending_per_ip = 0", &apps, None)
 }
 
 async fn connect(port: u16) -> Client {
@@ -105,6 +87,7 @@ async fn main() {
     }
     let (mut child, port) = start_server(&bin, channels);
     let pid = child.id();
+    common::kill_child_on_exit(pid);
     drop(connect(port).await);
     tokio::time::sleep(Duration::from_secs(1)).await;
     println!("baseline: {} KiB", common::rss_kib(pid));

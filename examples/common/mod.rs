@@ -121,3 +121,68 @@ pub fn rss_kib(pid: u32) -> u64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
 }
+
+/// Makes sure the server child `pid` does not outlive the example: a panic, Ctrl-C or SIGTERM
+/// (say, from `timeout`) kills it before the example exits. Needs a tokio runtime.
+pub fn kill_child_on_exit(pid: u32) {
+    fn kill(pid: u32) {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+    }
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default(info);
+        kill(pid);
+        std::process::exit(101);
+    }));
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut term) = signal(SignalKind::terminate()) else {
+            return;
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        eprintln!("interrupted: stopping the server child {pid}");
+        kill(pid);
+        std::process::exit(130);
+    });
+}
+
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Starts `bin start` on a config file of its own (`herald-<name>-<port>.toml` in the temp
+/// directory): `[server]` on a free 127.0.0.1 port plus the `server` lines, then `rest` (the
+/// apps). Its stderr goes to `log` when given. Returns the child and its port.
+pub fn spawn_herald(
+    bin: &str,
+    name: &str,
+    server: &str,
+    rest: &str,
+    log: Option<&std::path::Path>,
+) -> (std::process::Child, u16) {
+    use std::process::{Command, Stdio};
+    let port = free_port();
+    let cfg = format!("[server]\nhost = \"127.0.0.1\"\nport = {port}\n{server}\n{rest}");
+    let path = std::env::temp_dir().join(format!("herald-{name}-{port}.toml"));
+    std::fs::write(&path, cfg).expect("write the config");
+    let mut cmd = Command::new(bin);
+    cmd.args(["start", "--config", path.to_str().unwrap()])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null());
+    if let Some(log) = log {
+        cmd.stderr(std::fs::File::create(log).expect("create the log"));
+    }
+    let child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {bin}: {e} (run `cargo build --release` first)"));
+    (child, port)
+}

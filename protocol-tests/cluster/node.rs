@@ -11,7 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::common::{Api, Client, KEY, SECRET};
+use crate::common::{parse_listening, Api, Client, KEY, SECRET};
 use crate::harness::{tail, LINK_UP};
 
 /// One `herald start` process.
@@ -146,16 +146,6 @@ impl Drop for Node {
     fn drop(&mut self) {
         self.kill9();
     }
-}
-
-/// The address in the `listening on 127.0.0.1:PORT ...` start-up line.
-fn parse_listening(log: &str) -> Option<SocketAddr> {
-    let rest = &log[log.find("listening on ")? + "listening on ".len()..];
-    let token: String = rest
-        .chars()
-        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
-        .collect();
-    token.parse().ok()
 }
 
 /// `GET /up` answers 200 (one short attempt).

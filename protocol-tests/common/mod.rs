@@ -188,3 +188,14 @@ pub use http::*;
 #[allow(unused_imports)]
 pub use raw::*;
 pub use ws::*;
+
+/// The address in the `listening on 127.0.0.1:PORT ...` start-up line of a herald child
+/// process (the process-level harnesses read it from its log).
+pub fn parse_listening(log: &str) -> Option<SocketAddr> {
+    let rest = &log[log.find("listening on ")? + "listening on ".len()..];
+    let token: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+        .collect();
+    token.parse().ok()
+}

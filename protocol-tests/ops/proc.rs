@@ -12,6 +12,8 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use tokio::time::Instant;
 
+use crate::common::parse_listening;
+
 /// A fresh, empty temporary directory for one test.
 pub fn temp_dir(name: &str) -> PathBuf {
     static N: AtomicUsize = AtomicUsize::new(0);
@@ -136,16 +138,6 @@ impl Drop for Herald {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-/// The address in the `listening on 127.0.0.1:PORT ...` start-up line.
-fn parse_listening(log: &str) -> Option<SocketAddr> {
-    let rest = &log[log.find("listening on ")? + "listening on ".len()..];
-    let token: String = rest
-        .chars()
-        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
-        .collect();
-    token.parse().ok()
 }
 
 /// A config with these `(id, key, secret)` apps on 127.0.0.1:0, plus `extra_server` lines in

@@ -12,6 +12,7 @@ use std::time::Duration;
 use redis::aio::ConnectionManager;
 use redis::RedisResult;
 
+use super::commands::occupy_cmd;
 use super::{Cluster, Op, Shared};
 use crate::config::WebhookEventType;
 use crate::webhooks::ClusterSink;
@@ -76,26 +77,6 @@ impl Shared {
     }
 }
 
-/// The occupy script (`announce` false: re-registration, no webhook).
-pub(super) fn occupy_cmd(
-    shared: &Shared,
-    pipe: &mut redis::Pipeline,
-    app: &str,
-    channel: &str,
-    announce: bool,
-) {
-    pipe.cmd("EVAL")
-        .arg(&shared.scripts.occupy)
-        .arg(0)
-        .arg(&shared.prefix)
-        .arg(&shared.node)
-        .arg(app)
-        .arg(channel)
-        .arg(&shared.inbox)
-        .arg(if announce { "1" } else { "0" })
-        .ignore();
-}
-
 /// Where a script sends this node's vacated/removed webhooks: its own channel, or '' while
 /// it leaves the cluster (they then stay in Redis, due, for the others' sweeps).
 pub(super) fn hook_inbox(shared: &Shared) -> &str {
@@ -104,26 +85,6 @@ pub(super) fn hook_inbox(shared: &Shared) -> &str {
     } else {
         &shared.inbox
     }
-}
-
-/// The vacate script.
-pub(super) fn vacate_cmd(
-    shared: &Shared,
-    pipe: &mut redis::Pipeline,
-    app: &str,
-    channel: &str,
-    delay: u64,
-) {
-    pipe.cmd("EVAL")
-        .arg(&shared.scripts.vacate)
-        .arg(0)
-        .arg(&shared.prefix)
-        .arg(&shared.node)
-        .arg(app)
-        .arg(channel)
-        .arg(hook_inbox(shared))
-        .arg(delay)
-        .ignore();
 }
 
 /// The sweep script: due delayed webhooks are sent by this node.

@@ -13,9 +13,9 @@ use redis::{RedisError, RedisResult, RetryMethod};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::hooks::{hook_inbox, occupy_cmd, reap_cmd, sweep, sweep_cmd, vacate_cmd};
-use super::state::{flush_counts, rejoin_pending, resync};
-use super::users::{counts_changed_everywhere, user_cmd, watch_cmd};
+use super::commands::add_op;
+use super::hooks::{reap_cmd, sweep};
+use super::state::{counts_changed_everywhere, flush_counts, rejoin_pending, resync};
 use super::{queries, Op, Shared};
 
 /// Writes sent in one pipeline.
@@ -264,126 +264,6 @@ async fn send_queue(shared: &Shared, conn: &mut ConnectionManager) -> RedisResul
             }
         }
     }
-}
-
-fn add_op(shared: &Shared, pipe: &mut redis::Pipeline, op: &Op) {
-    match op {
-        Op::Publish(payload) => {
-            pipe.cmd("PUBLISH")
-                .arg(&shared.bus)
-                .arg(payload.as_ref())
-                .ignore();
-        }
-        Op::CacheSet { key, value, ttl_ms } => {
-            pipe.cmd("SET")
-                .arg(key)
-                .arg(value)
-                .arg("PX")
-                .arg((*ttl_ms).max(1))
-                .ignore();
-        }
-        Op::Join {
-            app,
-            channel,
-            user,
-            member,
-            socket,
-            max,
-            register,
-            webhooks,
-        } => {
-            let args = JoinArgs {
-                app,
-                channel,
-                user,
-                member,
-                socket,
-                max: *max,
-                register: *register,
-                announce: true,
-                webhooks: if *webhooks { "1" } else { "" },
-            };
-            join_cmd(shared, pipe, &args);
-        }
-        Op::Leave {
-            app,
-            channel,
-            user,
-            delay,
-        } => leave_cmd(shared, pipe, app, channel, user, *delay),
-        Op::Occupy { app, channel } => occupy_cmd(shared, pipe, app, channel, true),
-        Op::Vacate {
-            app,
-            channel,
-            delay,
-        } => vacate_cmd(shared, pipe, app, channel, *delay),
-        Op::Sweep => sweep_cmd(shared, pipe),
-        Op::Online { app, user } => user_cmd(shared, pipe, &shared.scripts.online, app, user),
-        Op::Offline { app, user } => user_cmd(shared, pipe, &shared.scripts.offline, app, user),
-        Op::Watch { app, socket, ids } => watch_cmd(shared, pipe, app, socket, ids),
-    }
-}
-
-/// The leave script for one of this node's presence entries.
-pub(super) fn leave_cmd(
-    shared: &Shared,
-    pipe: &mut redis::Pipeline,
-    app: &str,
-    channel: &str,
-    user: &str,
-    delay: Option<u64>,
-) {
-    pipe.cmd("EVAL")
-        .arg(&shared.scripts.leave)
-        .arg(0)
-        .arg(&shared.prefix)
-        .arg(&shared.node)
-        .arg(app)
-        .arg(channel)
-        .arg(user)
-        .arg(&shared.bus)
-        .arg(hook_inbox(shared))
-        .arg(delay.map(|d| d.to_string()).unwrap_or_default())
-        .ignore();
-}
-
-/// The arguments of the join script (see `scripts.rs`).
-pub(super) struct JoinArgs<'a> {
-    pub app: &'a str,
-    pub channel: &'a str,
-    pub user: &'a str,
-    pub member: &'a str,
-    /// The socket to confirm; empty for none.
-    pub socket: &'a str,
-    pub max: usize,
-    /// This node's first socket of the user.
-    pub register: bool,
-    /// Publish member_added when the user is new cluster-wide.
-    pub announce: bool,
-    /// Webhooks: '' (the app's members are not tracked), '1' (member_added is decided), '0'
-    /// (re-registration: only a pending member_removed is cancelled).
-    pub webhooks: &'a str,
-}
-
-pub(super) fn join_cmd(shared: &Shared, pipe: &mut redis::Pipeline, j: &JoinArgs<'_>) {
-    let flag = |b: bool| if b { "1" } else { "0" };
-    pipe.cmd("EVAL")
-        .arg(&shared.scripts.join)
-        .arg(0)
-        .arg(&shared.prefix)
-        .arg(&shared.node)
-        .arg(j.app)
-        .arg(j.channel)
-        .arg(j.user)
-        .arg(j.member)
-        .arg(j.socket)
-        .arg(j.max)
-        .arg(&shared.bus)
-        .arg(&shared.inbox)
-        .arg(flag(j.register))
-        .arg(flag(j.announce))
-        .arg(j.webhooks)
-        .ignore();
 }
 
 /// Connection errors are retried (the writes are held); anything Redis itself refuses is not.

@@ -13,6 +13,7 @@
 //! its pub/sub connection is (re)established, so a Redis restarted empty is repopulated within
 //! a heartbeat or so; a node that stops heartbeating is reaped by the survivors, exactly once.
 
+mod commands;
 mod hooks;
 mod link;
 mod listener;
@@ -20,7 +21,6 @@ mod metrics;
 mod queries;
 pub mod scripts;
 mod state;
-mod users;
 pub mod wire;
 
 use std::collections::{HashSet, VecDeque};
@@ -28,7 +28,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -41,6 +40,7 @@ use crate::local::Local;
 use crate::outbox::SocketId;
 use crate::protocol::outbound::Frame;
 use crate::webhooks::ClusterSink;
+use commands::Op;
 pub use queries::RemoteCounts;
 
 /// Why the cluster link could not be set up.
@@ -66,60 +66,6 @@ pub struct ClusterStats {
     pub outages: AtomicU64,
     /// Times the pub/sub listener subscribed again after losing its connection.
     pub reconnects: AtomicU64,
-}
-
-/// One queued write, in the order the node made them.
-#[derive(Debug)]
-enum Op {
-    /// Publish on the cluster channel.
-    Publish(Bytes),
-    /// Remember a cache channel's last event for nodes that start later.
-    CacheSet {
-        key: String,
-        value: String,
-        ttl_ms: u64,
-    },
-    /// A presence join (see `scripts::JOIN_BODY`).
-    Join {
-        app: String,
-        channel: String,
-        user: Arc<str>,
-        member: String,
-        socket: String,
-        max: usize,
-        register: bool,
-        /// The app's presence members are tracked for webhooks.
-        webhooks: bool,
-    },
-    /// The node's last socket of a user left a presence channel.
-    Leave {
-        app: String,
-        channel: String,
-        user: Arc<str>,
-        /// The member_removed webhook delay, for an app whose members are tracked.
-        delay: Option<u64>,
-    },
-    /// Webhooks: the node's first subscriber of a channel (`scripts::OCCUPY_BODY`).
-    Occupy { app: String, channel: String },
-    /// Webhooks: the node's last subscriber of a channel left (`scripts::VACATE_BODY`).
-    Vacate {
-        app: String,
-        channel: String,
-        delay: u64,
-    },
-    /// Webhooks: send the delayed webhooks that are due (`scripts::SWEEP_BODY`).
-    Sweep,
-    /// Watchlist events: the node's first signed-in socket of a user (`scripts::ONLINE_BODY`).
-    Online { app: String, user: String },
-    /// Watchlist events: the node's last signed-in socket of a user went.
-    Offline { app: String, user: String },
-    /// Watchlist events: which of `ids` are online, answered on this node's channel for
-    /// `socket` (`scripts::WATCH_BODY`).
-    Watch {
-        app: String,
-        socket: String,
-        ids: Vec<Arc<str>>,
-    },
 }
 
 /// State shared by the handle, the link task and the listener task.
@@ -361,73 +307,6 @@ impl Cluster {
 
     fn push(&self, op: Op) {
         self.shared.push(op);
-    }
-
-    /// Other nodes' counts for one channel, plus the cluster-wide user count of a presence
-    /// channel; `Err` when Redis does not answer (the caller answers locally).
-    pub async fn remote_counts(
-        &self,
-        app: &str,
-        channel: &str,
-    ) -> redis::RedisResult<RemoteCounts> {
-        let shared = &self.shared;
-        self.twice(
-            |mut c| async move { queries::remote_counts(shared, &mut c, app, channel).await },
-        )
-        .await
-    }
-
-    /// Other nodes' occupied channels (with their subscription counts) under a prefix.
-    pub async fn remote_channels(
-        &self,
-        app: &str,
-        prefix: &str,
-    ) -> redis::RedisResult<Vec<(String, usize)>> {
-        let shared = &self.shared;
-        self.twice(
-            |mut c| async move { queries::remote_channels(shared, &mut c, app, prefix).await },
-        )
-        .await
-    }
-
-    /// Cluster-wide user counts of presence channels.
-    pub async fn user_counts(
-        &self,
-        app: &str,
-        channels: &[&str],
-    ) -> redis::RedisResult<Vec<usize>> {
-        let shared = &self.shared;
-        self.twice(|mut c| async move { queries::user_counts(shared, &mut c, app, channels).await })
-            .await
-    }
-
-    /// Cluster-wide distinct users of a presence channel.
-    pub async fn user_ids(&self, app: &str, channel: &str) -> redis::RedisResult<Vec<String>> {
-        let shared = &self.shared;
-        self.twice(|mut c| async move { queries::user_ids(shared, &mut c, app, channel).await })
-            .await
-    }
-
-    /// Other nodes' open connections of an app.
-    pub async fn remote_connections(&self, app: &str) -> redis::RedisResult<usize> {
-        let shared = &self.shared;
-        self.twice(|mut c| async move { queries::remote_connections(shared, &mut c, app).await })
-            .await
-    }
-
-    /// Runs a query, and once more if the connection had dropped (the first command after Redis
-    /// came back fails while the connection manager reconnects).
-    async fn twice<T, F, Fut>(&self, query: F) -> redis::RedisResult<T>
-    where
-        F: Fn(redis::aio::ConnectionManager) -> Fut,
-        Fut: std::future::Future<Output = redis::RedisResult<T>>,
-    {
-        match query(self.queries.clone()).await {
-            Err(e) if e.is_io_error() || e.is_connection_dropped() => {
-                query(self.queries.clone()).await
-            }
-            done => done,
-        }
     }
 
     /// Leaves the cluster: sends what is still queued (within `deadline`), then removes this

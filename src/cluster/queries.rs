@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use redis::aio::ConnectionManager;
 use redis::RedisResult;
 
-use super::Shared;
+use super::{Cluster, Shared};
 
 /// Other nodes' share of one channel, and the cluster-wide presence user count.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -159,6 +159,71 @@ pub(super) async fn remote_connections(
     }
     let values: Vec<Option<usize>> = pipe.query_async(conn).await?;
     Ok(values.into_iter().flatten().sum())
+}
+
+impl Cluster {
+    /// Other nodes' counts for one channel, plus the cluster-wide user count of a presence
+    /// channel; `Err` when Redis does not answer (the caller answers locally).
+    pub async fn remote_counts(
+        &self,
+        app: &str,
+        channel: &str,
+    ) -> redis::RedisResult<RemoteCounts> {
+        let shared = &self.shared;
+        self.twice(|mut c| async move { self::remote_counts(shared, &mut c, app, channel).await })
+            .await
+    }
+
+    /// Other nodes' occupied channels (with their subscription counts) under a prefix.
+    pub async fn remote_channels(
+        &self,
+        app: &str,
+        prefix: &str,
+    ) -> redis::RedisResult<Vec<(String, usize)>> {
+        let shared = &self.shared;
+        self.twice(|mut c| async move { self::remote_channels(shared, &mut c, app, prefix).await })
+            .await
+    }
+
+    /// Cluster-wide user counts of presence channels.
+    pub async fn user_counts(
+        &self,
+        app: &str,
+        channels: &[&str],
+    ) -> redis::RedisResult<Vec<usize>> {
+        let shared = &self.shared;
+        self.twice(|mut c| async move { self::user_counts(shared, &mut c, app, channels).await })
+            .await
+    }
+
+    /// Cluster-wide distinct users of a presence channel.
+    pub async fn user_ids(&self, app: &str, channel: &str) -> redis::RedisResult<Vec<String>> {
+        let shared = &self.shared;
+        self.twice(|mut c| async move { self::user_ids(shared, &mut c, app, channel).await })
+            .await
+    }
+
+    /// Other nodes' open connections of an app.
+    pub async fn remote_connections(&self, app: &str) -> redis::RedisResult<usize> {
+        let shared = &self.shared;
+        self.twice(|mut c| async move { self::remote_connections(shared, &mut c, app).await })
+            .await
+    }
+
+    /// Runs a query, and once more if the connection had dropped (the first command after Redis
+    /// came back fails while the connection manager reconnects).
+    async fn twice<T, F, Fut>(&self, query: F) -> redis::RedisResult<T>
+    where
+        F: Fn(redis::aio::ConnectionManager) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        match query(self.queries.clone()).await {
+            Err(e) if e.is_io_error() || e.is_connection_dropped() => {
+                query(self.queries.clone()).await
+            }
+            done => done,
+        }
+    }
 }
 
 #[cfg(test)]

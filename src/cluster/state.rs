@@ -10,9 +10,9 @@ use redis::aio::ConnectionManager;
 use redis::RedisResult;
 use tokio::time::Instant;
 
+use super::commands::{join_cmd, leave_cmd, user_cmd, watch_cmd, JoinArgs};
 use super::hooks::resync_occupancy;
-use super::link::{join_cmd, leave_cmd, JoinArgs, LinkState};
-use super::users::{user_cmd, watch_cmd};
+use super::link::LinkState;
 use super::{queries, wire, Shared};
 use crate::protocol::ChannelKind;
 
@@ -280,4 +280,29 @@ async fn load_cache(shared: &Shared, conn: &mut ConnectionManager) -> RedisResul
         }
         cursor = next;
     }
+}
+
+/// Subscription counting: a node's counts vanished, so every channel's cluster-wide count may
+/// have changed; this node re-sends its own, the others on the published notice.
+pub(super) async fn counts_changed_everywhere(
+    shared: &Shared,
+    conn: &mut ConnectionManager,
+) -> RedisResult<()> {
+    let counting: Vec<_> = shared
+        .apps
+        .all()
+        .into_iter()
+        .filter(|a| a.config().subscription_count)
+        .collect();
+    if counting.is_empty() {
+        return Ok(());
+    }
+    for app in counting {
+        shared.local.mark_all_counts(app.id());
+    }
+    redis::cmd("PUBLISH")
+        .arg(&shared.bus)
+        .arg(wire::count(&shared.node, "", "").as_ref())
+        .query_async(conn)
+        .await
 }
