@@ -25,6 +25,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// a background thread asks the arenas every two seconds to purge what has expired.
 mod memory {
     use std::cell::Cell;
+    use std::sync::atomic::{AtomicBool, Ordering};
     use std::time::{Duration, Instant};
 
     /// The least time between two collections by one worker.
@@ -32,10 +33,18 @@ mod memory {
     /// The least time between two thorough collections by one worker.
     const THOROUGH_EVERY: Duration = Duration::from_secs(5);
 
+    /// How often the purger thread runs.
+    const PURGE_EVERY: Duration = Duration::from_secs(2);
+
     thread_local! {
         /// When this worker last collected, and last collected thoroughly.
         static LAST: Cell<Option<(Instant, Instant)>> = const { Cell::new(None) };
     }
+
+    /// A worker parked without collecting (rate-limited). It may stay parked for good, its
+    /// heap holding what its last tasks freed (say, the buffers of 3,000 sockets that just
+    /// closed), so the purger wakes the workers to collect on their next park.
+    static OWED: AtomicBool = AtomicBool::new(false);
 
     /// Collects this worker's heap when it parks, rate-limited per thread.
     pub fn on_park() {
@@ -51,18 +60,26 @@ mod memory {
                 Some(true)
             }
         });
-        if let Some(thorough) = due {
-            collect(thorough);
+        match due {
+            Some(thorough) => collect(thorough),
+            None => OWED.store(true, Ordering::Relaxed),
         }
     }
 
-    /// Starts the thread that lets the arenas purge expired ranges program-wide.
-    pub fn start_purger() {
+    /// Starts the thread that lets the arenas purge expired ranges program-wide, and, when a
+    /// worker parked without collecting, wakes the `workers` of `runtime` with a no-op task
+    /// each so they collect as they park again (at most `workers` tasks per round).
+    pub fn start_purger(runtime: tokio::runtime::Handle, workers: usize) {
         let spawned = std::thread::Builder::new()
             .name("herald-purge".into())
-            .spawn(|| loop {
-                std::thread::sleep(Duration::from_secs(2));
+            .spawn(move || loop {
+                std::thread::sleep(PURGE_EVERY);
                 collect(false);
+                if OWED.swap(false, Ordering::Relaxed) {
+                    for _ in 0..workers {
+                        drop(runtime.spawn(async {}));
+                    }
+                }
             });
         if let Err(e) = spawned {
             tracing::warn!("cannot start the memory purge thread: {e}");
@@ -442,7 +459,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .enable_all()
                 .on_thread_park(memory::on_park)
                 .build()?;
-            memory::start_purger();
+            memory::start_purger(runtime.handle().clone(), runtime.metrics().num_workers());
             runtime.block_on(async {
                 let server = Server::bind(config.clone()).await?;
                 let addr = server.local_addr();
