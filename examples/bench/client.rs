@@ -13,16 +13,50 @@ pub type Client = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTls
 
 const STEP_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Opens a WebSocket to the bench app and waits for `connection_established`.
-pub async fn connect(port: u16) -> Client {
+/// The server under test: address and app credentials.
+#[derive(Clone)]
+pub struct App {
+    pub addr: String,
+    pub id: String,
+    pub key: String,
+    pub secret: String,
+}
+
+impl App {
+    /// The app the bench configures on the servers it starts itself.
+    pub fn bench(port: u16) -> App {
+        App {
+            addr: format!("127.0.0.1:{port}"),
+            id: "bench".into(),
+            key: "bench-key".into(),
+            secret: "bench-secret".into(),
+        }
+    }
+}
+
+/// Opens a WebSocket to the app and waits for `connection_established`.
+pub async fn connect(app: &App) -> Client {
+    connect_id(app).await.0
+}
+
+/// Opens a WebSocket and returns it with its socket id (a cheap scan, no JSON parse).
+pub async fn connect_id(app: &App) -> (Client, String) {
     let cfg = WebSocketConfig::default().read_buffer_size(512);
-    let url = format!("ws://127.0.0.1:{port}/app/bench-key?protocol=7");
+    let url = format!("ws://{}/app/{}?protocol=7", app.addr, app.key);
     let fut = async {
         let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(cfg), false)
             .await
             .expect("connect");
         match ws.next().await {
-            Some(Ok(Message::Text(t))) if t.contains("connection_established") => ws,
+            Some(Ok(Message::Text(t))) if t.contains("connection_established") => {
+                let id = t
+                    .split("socket_id\\\":\\\"")
+                    .nth(1)
+                    .and_then(|r| r.split('\\').next())
+                    .unwrap_or_default()
+                    .to_owned();
+                (ws, id)
+            }
             other => panic!("unexpected first frame: {other:?}"),
         }
     };
@@ -33,7 +67,14 @@ pub async fn connect(port: u16) -> Client {
 
 /// Subscribes to a public channel and waits for `subscription_succeeded`.
 pub async fn subscribe(ws: &mut Client, channel: &str) {
-    let msg = format!(r#"{{"event":"pusher:subscribe","data":{{"channel":"{channel}"}}}}"#);
+    subscribe_auth(ws, channel, None).await
+}
+
+/// Subscribes with an `auth` signature (private channels) and waits for the answer.
+pub async fn subscribe_auth(ws: &mut Client, channel: &str, auth: Option<String>) {
+    let auth = auth.map(|a| format!(r#","auth":"{a}""#)).unwrap_or_default();
+    let msg =
+        format!(r#"{{"event":"pusher:subscribe","data":{{"channel":"{channel}"{auth}}}}}"#);
     ws.send(Message::Text(msg.into()))
         .await
         .expect("send subscribe");
@@ -43,22 +84,31 @@ pub async fn subscribe(ws: &mut Client, channel: &str) {
     }
 }
 
-/// A kept-alive HTTP connection for signed `POST /apps/bench/events`.
+/// The private-channel signature for `socket_id` on `channel`.
+pub fn private_auth(app: &App, socket_id: &str, channel: &str) -> String {
+    format!(
+        "{}:{}",
+        app.key,
+        sign(&app.secret, format!("{socket_id}:{channel}").as_bytes())
+    )
+}
+
+/// A kept-alive HTTP connection for signed `POST /apps/{id}/events`.
 pub struct Trigger {
     http: TcpStream,
-    port: u16,
+    app: App,
     buf: Vec<u8>,
 }
 
 impl Trigger {
-    pub async fn connect(port: u16) -> Trigger {
-        let http = TcpStream::connect(("127.0.0.1", port))
+    pub async fn connect(app: &App) -> Trigger {
+        let http = TcpStream::connect(app.addr.as_str())
             .await
             .expect("HTTP connect");
         http.set_nodelay(true).expect("nodelay");
         Trigger {
             http,
-            port,
+            app: app.clone(),
             buf: Vec::with_capacity(1024),
         }
     }
@@ -70,17 +120,18 @@ impl Trigger {
             .duration_since(UNIX_EPOCH)
             .unwrap()
             .as_secs();
-        let body =
-            serde_json::json!({"name": event, "channel": channel, "data": data()}).to_string();
-        let path = "/apps/bench/events";
+        // The data is plain ASCII with no quotes: no JSON encoder needed.
+        let body = format!(r#"{{"name":"{event}","channel":"{channel}","data":"{}"}}"#, data());
+        let path = format!("/apps/{}/events", self.app.id);
         let q = format!(
-            "auth_key=bench-key&auth_timestamp={ts}&auth_version=1.0&body_md5={}",
+            "auth_key={}&auth_timestamp={ts}&auth_version=1.0&body_md5={}",
+            self.app.key,
             md5_hex(body.as_bytes())
         );
-        let sig = sign("bench-secret", format!("POST\n{path}\n{q}").as_bytes());
+        let sig = sign(&self.app.secret, format!("POST\n{path}\n{q}").as_bytes());
         let req = format!(
-            "POST {path}?{q}&auth_signature={sig} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            self.port,
+            "POST {path}?{q}&auth_signature={sig} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            self.app.addr,
             body.len()
         );
         self.http

@@ -12,11 +12,71 @@ use futures_util::StreamExt;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
-use crate::client::{connect, subscribe, Client, Trigger};
-use crate::procs::{cpu_seconds, start_herald, start_redis, Proc};
+use crate::client::{connect_id, private_auth, subscribe_auth, App, Client, Trigger};
+use crate::procs::{cpu_seconds, cpu_split, start_herald, start_redis, Proc};
 use crate::Opts;
 
-const CHANNEL: &str = "bench";
+/// How events are published.
+struct Publish {
+    channel: &'static str,
+    event: &'static str,
+    warm: &'static str,
+    client_events: bool,
+}
+
+fn publish(o: &Opts) -> Publish {
+    if o.client_events {
+        Publish {
+            channel: "private-bench",
+            event: "client-bench",
+            warm: "client-warm",
+            client_events: true,
+        }
+    } else {
+        Publish {
+            channel: "bench",
+            event: "bench",
+            warm: "warm",
+            client_events: false,
+        }
+    }
+}
+
+/// One publisher: a kept-alive HTTP connection, or a WebSocket subscribed to the channel that
+/// sends client events.
+enum Publisher {
+    Http(Trigger),
+    Ws(Client),
+}
+
+impl Publisher {
+    async fn open(app: &App, p: &Publish) -> Publisher {
+        if p.client_events {
+            let (mut ws, id) = connect_id(app).await;
+            subscribe_auth(&mut ws, p.channel, Some(private_auth(app, &id, p.channel))).await;
+            Publisher::Ws(ws)
+        } else {
+            Publisher::Http(Trigger::connect(app).await)
+        }
+    }
+
+    async fn send(&mut self, p: &Publish, event: &str, data: impl FnOnce() -> String) {
+        match self {
+            Publisher::Http(t) => t.send(p.channel, event, data).await,
+            Publisher::Ws(ws) => {
+                use futures_util::SinkExt;
+                let msg = format!(
+                    r#"{{"event":"{event}","channel":"{}","data":"{}"}}"#,
+                    p.channel,
+                    data()
+                );
+                ws.send(Message::Text(msg.into()))
+                    .await
+                    .expect("client event");
+            }
+        }
+    }
+}
 
 /// What one subscriber saw.
 struct Seen {
@@ -31,8 +91,11 @@ struct Seen {
     closed: bool,
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn read(
     mut ws: Client,
+    event_prefix: String,
+    warm_prefix: String,
     node: usize,
     events: usize,
     epoch: Instant,
@@ -63,7 +126,7 @@ async fn read(
         };
         let now = epoch.elapsed().as_micros() as u64;
         let t = text.as_str();
-        if t.starts_with(r#"{"event":"bench""#) {
+        if t.starts_with(&event_prefix) {
             let Some((seq, sent)) = parse_data(t) else {
                 panic!("malformed bench event: {t}");
             };
@@ -75,7 +138,7 @@ async fn read(
                 seen.last_us = now;
                 total.fetch_add(1, Ordering::Relaxed);
             }
-        } else if t.starts_with(r#"{"event":"warm""#) && !warm {
+        } else if t.starts_with(&warm_prefix) && !warm {
             warm = true;
             warmed.fetch_add(1, Ordering::Relaxed);
         }
@@ -98,12 +161,20 @@ fn payload(seq: usize, sent_us: u64, size: usize) -> String {
     s
 }
 
-fn percentile(sorted: &[u32], p: f64) -> f64 {
-    if sorted.is_empty() {
+/// Latencies (µs) in an HdrHistogram: 3 significant digits, up to 10 minutes.
+fn histogram(latencies: &[u32]) -> hdrhistogram::Histogram<u64> {
+    let mut h = hdrhistogram::Histogram::new_with_bounds(1, 600_000_000, 3).expect("bounds");
+    for &l in latencies {
+        h.saturating_record(u64::from(l.max(1)));
+    }
+    h
+}
+
+fn percentile(h: &hdrhistogram::Histogram<u64>, p: f64) -> f64 {
+    if h.is_empty() {
         return f64::NAN;
     }
-    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
-    sorted[i] as f64
+    h.value_at_quantile(p) as f64
 }
 
 /// One run's figures, in a fixed order (see `METRICS`).
@@ -129,30 +200,43 @@ pub const METRICS: &[(&str, usize)] = &[
     ("cross-node extra p99 µs", 0),
     ("herald CPU s", 2),
     ("herald CPU µs / delivery", 3),
+    ("herald user CPU µs / delivery", 3),
+    ("herald system CPU µs / delivery", 3),
     ("deliveries / herald CPU-s", 0),
     ("redis CPU s", 2),
     ("redis CPU µs / event", 1),
     ("bench client CPU s", 2),
 ];
 
-pub async fn run_once(o: &Opts) -> Figures {
+pub async fn run_once(o: &Opts, rate: f64) -> Figures {
     let subscribers = o.subscribers.unwrap_or(500);
-    let events = (o.rate * o.duration).round() as usize;
+    let events = (rate * o.duration).round() as usize;
     assert!(events > 0 && o.nodes > 0 && subscribers > 0);
+    let p = publish(o);
 
-    // Servers.
-    let mut redis: Option<Proc> = o.scaling.then(|| start_redis(&o.redis));
+    // Servers: started here, or the one given with --url (and --pid for its CPU).
+    let mut redis: Option<Proc> = (o.scaling && o.external.is_none()).then(|| start_redis(&o.redis));
     if let Some(r) = redis.as_mut() {
         r.wait_ready(false);
     }
     let redis_port = redis.as_ref().map(|r| r.port);
-    let mut nodes: Vec<Proc> = (0..o.nodes)
-        .map(|i| start_herald(&o.bin, format!("node{i}"), redis_port))
-        .collect();
-    for n in &mut nodes {
-        n.wait_ready(o.scaling);
-    }
-    let ports: Vec<u16> = nodes.iter().map(|n| n.port).collect();
+    let mut nodes: Vec<Proc> = Vec::new();
+    let (apps, pids): (Vec<App>, Vec<u32>) = match &o.external {
+        Some(app) => (vec![app.clone()], o.pid.into_iter().collect()),
+        None => {
+            nodes = (0..o.nodes)
+                .map(|i| start_herald(&o.bin, format!("node{i}"), redis_port))
+                .collect();
+            for n in &mut nodes {
+                n.wait_ready(o.scaling);
+            }
+            (
+                nodes.iter().map(|n| App::bench(n.port)).collect(),
+                nodes.iter().map(Proc::pid).collect(),
+            )
+        }
+    };
+    let node_count = apps.len();
 
     // Subscribers, round-robin over the nodes, 100 connecting at a time.
     let epoch = Instant::now();
@@ -164,10 +248,13 @@ pub async fn run_once(o: &Opts) -> Figures {
         let opening: Vec<_> = chunk
             .iter()
             .map(|&i| {
-                let port = ports[i % o.nodes];
+                let app = apps[i % node_count].clone();
+                let channel = p.channel;
+                let private = p.client_events;
                 tokio::spawn(async move {
-                    let mut ws = connect(port).await;
-                    subscribe(&mut ws, CHANNEL).await;
+                    let (mut ws, id) = connect_id(&app).await;
+                    let auth = private.then(|| private_auth(&app, &id, channel));
+                    subscribe_auth(&mut ws, channel, auth).await;
                     ws
                 })
             })
@@ -177,7 +264,9 @@ pub async fn run_once(o: &Opts) -> Figures {
             let (stop, total, warmed) = (stop.clone(), total.clone(), warmed.clone());
             readers.push(tokio::spawn(read(
                 ws,
-                i % o.nodes,
+                format!(r#"{{"event":"{}""#, p.event),
+                format!(r#"{{"event":"{}""#, p.warm),
+                i % node_count,
                 events,
                 epoch,
                 stop,
@@ -188,9 +277,9 @@ pub async fn run_once(o: &Opts) -> Figures {
     }
 
     // Warm-up: trigger until every subscriber, on every node, has seen an event.
-    let mut http = Trigger::connect(ports[0]).await;
+    let mut http = Publisher::open(&apps[0], &p).await;
     for attempt in 0.. {
-        http.send(CHANNEL, "warm", || "warm".into()).await;
+        http.send(&p, p.warm, || "warm".into()).await;
         tokio::time::sleep(Duration::from_millis(100)).await;
         if warmed.load(Ordering::Relaxed) == subscribers {
             break;
@@ -205,25 +294,32 @@ pub async fn run_once(o: &Opts) -> Figures {
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     // Measured phase: K trigger connections to node 0 share one fixed schedule.
-    let herald_cpu = |nodes: &[Proc]| nodes.iter().map(|n| cpu_seconds(n.pid())).sum::<f64>();
+    let herald_cpu = |pids: &[u32]| {
+        pids.iter()
+            .map(|&p| cpu_split(p))
+            .fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1))
+    };
     let redis_cpu = |r: &Option<Proc>| r.as_ref().map(|r| cpu_seconds(r.pid())).unwrap_or(0.0);
     let self_pid = std::process::id();
-    let (h0, r0, c0) = (herald_cpu(&nodes), redis_cpu(&redis), cpu_seconds(self_pid));
-    let k = o
-        .trigger_conns
-        .unwrap_or_else(|| (o.rate / 250.0).ceil().clamp(1.0, 8.0) as usize);
-    let period = Duration::from_secs_f64(1.0 / o.rate);
+    let (h0, r0, c0) = (herald_cpu(&pids), redis_cpu(&redis), cpu_seconds(self_pid));
+    let k = o.trigger_conns.unwrap_or_else(|| {
+        // Client events: Pusher's 10 per second and connection unless the server allows more.
+        let per = if p.client_events { 100.0 } else { 250.0 };
+        (rate / per).ceil().clamp(1.0, 8.0) as usize
+    });
+    let period = Duration::from_secs_f64(1.0 / rate);
     let start = Instant::now() + Duration::from_millis(20);
     let size = o.payload;
     let mut triggers = Vec::new();
+    let p = Arc::new(p);
     for c in 0..k {
-        let port = ports[0];
+        let (app, p) = (apps[0].clone(), p.clone());
         triggers.push(tokio::spawn(async move {
-            let mut http = Trigger::connect(port).await;
+            let mut http = Publisher::open(&app, &p).await;
             let mut last_sent = start;
             for seq in (c..events).step_by(k) {
                 tokio::time::sleep_until((start + period * seq as u32).into()).await;
-                http.send(CHANNEL, "bench", || {
+                http.send(&p, p.event, || {
                     payload(seq, epoch.elapsed().as_micros() as u64, size)
                 })
                 .await;
@@ -250,7 +346,7 @@ pub async fn run_once(o: &Opts) -> Figures {
             (seen_total, progress) = (now_total, Instant::now());
         }
     }
-    let (h1, r1, c1) = (herald_cpu(&nodes), redis_cpu(&redis), cpu_seconds(self_pid));
+    let (h1, r1, c1) = (herald_cpu(&pids), redis_cpu(&redis), cpu_seconds(self_pid));
     stop.cancel();
     let mut seen = Vec::with_capacity(subscribers);
     for r in readers {
@@ -279,13 +375,12 @@ pub async fn run_once(o: &Opts) -> Figures {
         all.extend_from_slice(&s.latencies);
         if s.node == 0 { &mut local } else { &mut remote }.extend_from_slice(&s.latencies);
     }
-    for v in [&mut all, &mut local, &mut remote] {
-        v.sort_unstable();
-    }
+    let (all, local, remote) = (histogram(&all), histogram(&local), histogram(&remote));
     let start_us = start.duration_since(epoch).as_micros() as u64;
     let wall = (last_us.saturating_sub(start_us) as f64 / 1e6).max(1e-3);
     let send_span = (last_sent.duration_since(start) + period).as_secs_f64();
-    let (hcpu, rcpu) = (h1 - h0, r1 - r0);
+    let (hu, hs) = (h1.0 - h0.0, h1.1 - h0.1);
+    let (hcpu, rcpu) = (if pids.is_empty() { f64::NAN } else { hu + hs }, r1 - r0);
     vec![
         events as f64,
         events as f64 / send_span,
@@ -296,7 +391,7 @@ pub async fn run_once(o: &Opts) -> Figures {
         delivered as f64 / wall,
         percentile(&all, 0.5),
         percentile(&all, 0.99),
-        all.last().map(|&v| v as f64).unwrap_or(f64::NAN),
+        if all.is_empty() { f64::NAN } else { all.max() as f64 },
         percentile(&local, 0.5),
         percentile(&local, 0.99),
         percentile(&remote, 0.5),
@@ -305,6 +400,8 @@ pub async fn run_once(o: &Opts) -> Figures {
         percentile(&remote, 0.99) - percentile(&local, 0.99),
         hcpu,
         hcpu * 1e6 / delivered.max(1) as f64,
+        hu * 1e6 / delivered.max(1) as f64,
+        hs * 1e6 / delivered.max(1) as f64,
         delivered as f64 / hcpu.max(0.01),
         rcpu,
         rcpu * 1e6 / events as f64,
@@ -320,22 +417,36 @@ fn fmt(v: f64, decimals: usize) -> String {
     }
 }
 
-pub async fn run(o: &Opts) {
+/// Runs `o.runs` fresh repetitions at `rate`; prints each run, the median table and one JSON
+/// line (medians), and returns the medians.
+pub async fn run_at(o: &Opts, rate: f64, name: &str) -> Figures {
+    let server = match &o.external {
+        Some(app) => format!("{} (pid {:?})", app.addr, o.pid),
+        None => o.bin.clone(),
+    };
     let label = format!(
-        "{} node(s), scaling {}, {} subscribers, {} events/s x {}s, {}-byte payload, server {}",
+        "{} node(s), scaling {}, {} subscribers, {} events/s x {}s, {}-byte payload, {}, server {server}",
         o.nodes,
         if o.scaling { "on" } else { "off" },
         o.subscribers.unwrap_or(500),
-        o.rate,
+        rate,
         o.duration,
         o.payload,
-        o.bin
+        if o.client_events { "client events" } else { "HTTP API" },
     );
-    println!("fan-out: {label}; {} run(s)", o.runs);
+    println!("{name}: {label}; {} run(s)", o.runs);
+    let floor = o.floor.then(|| {
+        let f = crate::floor::measure(o.subscribers.unwrap_or(500), 100.0, 5.0, o.payload);
+        println!(
+            "floor (same run): {:.3} µs CPU per write (user {:.3}, system {:.3})",
+            f.us_per_write, f.user_us, f.sys_us
+        );
+        f.us_per_write
+    });
     let mut runs: Vec<Figures> = Vec::new();
     for i in 0..o.runs {
-        let f = run_once(o).await;
-        let line: Vec<String> = [2, 3, 4, 6, 7, 8, 9, 12, 17, 19]
+        let f = run_once(o, rate).await;
+        let line: Vec<String> = [2, 3, 4, 6, 7, 8, 9, 17, 18, 19, 21]
             .iter()
             .map(|&m| format!("{}={}", METRICS[m].0, fmt(f[m], METRICS[m].1)))
             .collect();
@@ -343,19 +454,63 @@ pub async fn run(o: &Opts) {
         runs.push(f);
     }
     println!("\n| metric | median | spread (min–max) |\n|---|---:|---:|");
-    for (m, &(name, d)) in METRICS.iter().enumerate() {
+    let mut medians = Vec::new();
+    let mut json = serde_json::Map::new();
+    json.insert("bench".into(), name.into());
+    json.insert("rate".into(), rate.into());
+    json.insert("subscribers".into(), o.subscribers.unwrap_or(500).into());
+    json.insert("client_events".into(), o.client_events.into());
+    for (m, &(metric, d)) in METRICS.iter().enumerate() {
         let mut v: Vec<f64> = runs.iter().map(|r| r[m]).collect();
         v.sort_by(|a, b| a.total_cmp(b));
         let median = v[v.len() / 2];
+        medians.push(median);
+        json.insert(metric.into(), serde_json::Number::from_f64(median).map_or(serde_json::Value::Null, Into::into));
         println!(
-            "| {name} | {} | {}–{} |",
+            "| {metric} | {} | {}–{} |",
             fmt(median, d),
             fmt(v[0], d),
             fmt(v[v.len() - 1], d)
         );
     }
+    if let Some(floor) = floor {
+        let ratio = medians[17] / floor;
+        println!("| herald CPU per delivery / floor | {ratio:.2} | |");
+        json.insert("floor_us".into(), floor.into());
+        json.insert("cpu_to_floor".into(), serde_json::Number::from_f64(ratio).map_or(serde_json::Value::Null, Into::into));
+    }
     let lost: f64 = runs.iter().map(|r| r[3] + r[4]).sum();
     if lost > 0.0 {
         println!("\nWARNING: {lost} missing or duplicate deliveries over all runs");
+    }
+    println!("{}", serde_json::Value::Object(json));
+    medians
+}
+
+/// `fanout`: the steady fan-out at `--rate`.
+pub async fn run(o: &Opts) {
+    run_at(o, o.rate, "fanout").await;
+}
+
+/// `max-rate`: doubles the rate from `--rate` until p99 passes 100 ms, anything is lost, or
+/// `--max-steps` steps; reports the highest clean rate and its CPU per delivery.
+pub async fn max_rate(o: &Opts) {
+    let mut rate = o.rate;
+    let mut best: Option<(f64, f64, f64)> = None;
+    for _ in 0..o.max_steps {
+        let m = run_at(o, rate, "max-rate step").await;
+        let clean = m[3] == 0.0 && m[4] == 0.0 && m[5] == 0.0 && m[8] <= 100_000.0;
+        if !clean {
+            break;
+        }
+        best = Some((rate, m[6], m[17]));
+        rate *= 2.0;
+    }
+    match best {
+        Some((rate, dps, cpu)) => {
+            println!("max-rate: {rate} events/s sustained = {dps:.0} deliveries/s at {cpu:.3} µs CPU per delivery");
+            println!("{}", serde_json::json!({"bench": "max-rate", "events_per_s": rate, "deliveries_per_s": dps, "cpu_us_per_delivery": cpu}));
+        }
+        None => println!("max-rate: even {} events/s was not clean", o.rate),
     }
 }

@@ -1,32 +1,38 @@
-//! Load benchmark. Starts its own servers (and, for a cluster, its own redis-server), talks to
-//! them on 127.0.0.1 only, and kills every child at the end, on panic, on Ctrl-C and at the
-//! hard time limit. CPU figures come from /proc (utime + stime), so they hold on a shared,
-//! noisy machine. Linux only.
+//! Load benchmark for any Pusher-compatible server. By default it starts its own Herald (and,
+//! for a cluster, its own redis-server), talks to it on 127.0.0.1 only, and kills every child
+//! at the end, on panic, on Ctrl-C and at the hard time limit. Given `--url ws://HOST:PORT
+//! --app-id ID --key KEY --secret SECRET [--pid PID]` it measures that server instead (CPU and
+//! memory figures need its PID). One thread (a current-thread runtime), bounded loops, pre-built
+//! frames, no JSON parse of deliveries; CPU from /proc/PID/stat (user and system). Linux only.
+//! Readable lines, then one JSON line per measurement.
 //!
-//! Two modes:
-//! - `--mode memory` (default): one node; resident memory per idle connection
-//!   (`--connections N`, 10000), then a burst fan-out of `--messages M` (500) events to
-//!   `--subscribers S` (1000) as deliveries per server CPU-second, then the shutdown time.
-//! - `--mode fanout`: `--nodes N` (1) herald processes, `--scaling on|off` (off; on starts a
-//!   redis-server and joins every node to it), `--subscribers S` (500) on one public channel
-//!   spread round-robin over the nodes, events triggered on node 0 at `--rate R` per second (100)
-//!   for `--duration SECS` (10), `--payload BYTES` (100) each; `--runs R` (3) fresh repetitions,
-//!   reported as median and spread. Measures deliveries/s, missing and duplicate deliveries,
-//!   latency from trigger send to receipt (all, node 0, other nodes), herald CPU per delivery
-//!   (all nodes summed) and redis CPU. `--trigger-conns K` (rate/250, 1..8) HTTP connections
-//!   share the schedule.
+//! Subcommands (the first argument; `--mode memory|fanout` still works):
+//! - `conns`: `--connections N` (10000) idle connections, each subscribed to one of
+//!   `--channels C` (100) public channels (0: none); server RSS per connection, connect rate,
+//!   failures; then (spawned server only) a burst fan-out and the shutdown time.
+//! - `fanout`: `--subscribers S` (500) on one channel, `--rate R` (100) events/s for
+//!   `--duration SECS` (10) of `--payload BYTES` (100), over the signed HTTP API on kept-alive
+//!   connections, or with `--mode client-events` as client events on a private channel;
+//!   deliveries/s, loss, duplicates, latency p50/p99/max (HdrHistogram), server CPU per delivery
+//!   split user/system, `--runs R` (3) fresh repetitions as median and spread; `--floor on`
+//!   measures the write floor first and prints the ratio. Cluster: `--nodes N --scaling on`.
+//! - `max-rate`: fan-out at `--rate`, doubling (at most `--max-steps`, 6) until p99 passes
+//!   100 ms or anything is lost.
+//! - `floor`: the write floor (see `floor.rs`).
 //!
 //! Common: `--bin PATH` (target/release/herald), `--redis PATH` (/usr/bin/redis-server),
 //! `--time-limit SECS` (900).
 //!
 //! Run: `cargo build --release --bin herald --examples`, then e.g.
-//! `cargo run --release --example bench -- --connections 10000` or
-//! `cargo run --release --example bench -- --mode fanout --nodes 3 --scaling on`.
+//! `target/release/examples/bench conns --connections 10000` or
+//! `target/release/examples/bench fanout --floor on` or
+//! `target/release/examples/bench fanout --nodes 3 --scaling on`.
 
 mod client;
 #[path = "../common/mod.rs"]
 mod common;
 mod fanout;
+mod floor;
 mod memory;
 mod procs;
 
@@ -48,6 +54,13 @@ pub struct Opts {
     runs: usize,
     trigger_conns: Option<usize>,
     time_limit: u64,
+    /// A server the bench did not start.
+    external: Option<client::App>,
+    pid: Option<u32>,
+    client_events: bool,
+    floor: bool,
+    channels: usize,
+    max_steps: usize,
 }
 
 fn opts() -> Opts {
@@ -66,8 +79,23 @@ fn opts() -> Opts {
         runs: 3,
         trigger_conns: None,
         time_limit: 900,
+        external: None,
+        pid: None,
+        client_events: false,
+        floor: false,
+        channels: 100,
+        max_steps: 6,
     };
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(cmd) = args.first().filter(|a| !a.starts_with("--")).cloned() {
+        args.remove(0);
+        o.mode = match cmd.as_str() {
+            "conns" => "memory".into(),
+            "fanout" | "max-rate" | "floor" => cmd,
+            other => panic!("unknown subcommand {other} (conns, fanout, max-rate, floor)"),
+        };
+    }
+    let (mut url, mut app_id, mut key, mut secret) = (None, None, None, None);
     for pair in args.chunks(2) {
         let v = pair.get(1).cloned().unwrap_or_default();
         let num = |what: &str| -> f64 {
@@ -78,6 +106,16 @@ fn opts() -> Opts {
         };
         match pair[0].as_str() {
             "--mode" if v == "memory" || v == "fanout" => o.mode = v,
+            "--mode" if v == "client-events" => o.client_events = true,
+            "--mode" if v == "http" => o.client_events = false,
+            "--url" => url = Some(v),
+            "--app-id" => app_id = Some(v),
+            "--key" => key = Some(v),
+            "--secret" => secret = Some(v),
+            "--pid" => o.pid = Some(num("--pid") as u32),
+            "--floor" if v == "on" || v == "off" => o.floor = v == "on",
+            "--channels" => o.channels = v.parse().expect("--channels needs a number"),
+            "--max-steps" => o.max_steps = num("--max-steps") as usize,
             "--connections" => o.connections = num("--connections") as usize,
             "--subscribers" => o.subscribers = Some(num("--subscribers") as usize),
             "--messages" => o.messages = num("--messages") as usize,
@@ -94,6 +132,19 @@ fn opts() -> Opts {
             other => panic!("unknown option or value: {other} {v}"),
         }
     }
+    if let Some(url) = url {
+        let addr = url
+            .trim_start_matches("ws://")
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_owned();
+        o.external = Some(client::App {
+            addr,
+            id: app_id.expect("--url needs --app-id"),
+            key: key.expect("--url needs --key"),
+            secret: secret.expect("--url needs --secret"),
+        });
+    }
     assert!(
         o.nodes == 1 || o.scaling,
         "--nodes > 1 needs --scaling on (unconnected nodes would not share events)"
@@ -101,13 +152,15 @@ fn opts() -> Opts {
     o
 }
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() {
     let o = opts();
     procs::install_guards(Duration::from_secs(o.time_limit));
     let _ = rlimit::increase_nofile_limit(u64::MAX);
     match o.mode.as_str() {
         "fanout" => fanout::run(&o).await,
+        "max-rate" => fanout::max_rate(&o).await,
+        "floor" => floor::run(&o),
         _ => memory::run(&o).await,
     }
     procs::kill_registered();

@@ -78,14 +78,23 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// User + system CPU time of a process (all its threads), in seconds.
-pub fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+/// (user, system) CPU seconds from the text of a `/proc/.../stat` file.
+pub fn split_stat(stat: &str) -> (f64, f64) {
     let after_comm = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let f: Vec<&str> = after_comm.split_whitespace().collect();
-    let ticks: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
-        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
-    ticks as f64 / 100.0
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) as f64;
+    (ticks(11) / 100.0, ticks(12) / 100.0)
+}
+
+/// (user, system) CPU seconds of a process (all its threads).
+pub fn cpu_split(pid: u32) -> (f64, f64) {
+    split_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default())
+}
+
+/// User + system CPU time of a process (all its threads), in seconds.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let (u, s) = cpu_split(pid);
+    u + s
 }
 
 /// One started child: its process, the port it listens on, and a tail of its stderr.
@@ -202,7 +211,7 @@ impl Drop for Proc {
 }
 
 /// The bench app, a generous queue, no pings during a run.
-const APP: &str = "[[apps]]\nid = \"bench\"\nkey = \"bench-key\"\nsecret = \"bench-secret\"\nping_interval = 3600\nactivity_timeout = 120\n";
+const APP: &str = "[[apps]]\nid = \"bench\"\nkey = \"bench-key\"\nsecret = \"bench-secret\"\nping_interval = 3600\nactivity_timeout = 120\nclient_events_per_second = 100000\n";
 
 /// Starts `bin` with a temp config on a free port; with `redis`, joined to that cluster.
 pub fn start_herald(bin: &str, name: String, redis: Option<u16>) -> Proc {

@@ -1,0 +1,115 @@
+//! `floor`: the cost of the writes themselves, measured on the same machine in the same run.
+//! One writer thread writes one pre-encoded ~130-byte WebSocket frame to each of S connected
+//! loopback sockets, `rate` times a second, one `write()` each; a second thread drains the
+//! other ends. The writer thread's own CPU (user and system, from /proc/thread-self/stat) per
+//! write is the floor any server's CPU per delivery is compared with: on loopback the writer
+//! also pays the receiver's TCP work, as a server does.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// (user, system) CPU seconds of the calling thread.
+fn thread_cpu() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
+    crate::procs::split_stat(&stat)
+}
+
+/// Floor figures: µs of writer CPU per write, total and split.
+pub struct Floor {
+    pub writes: u64,
+    pub us_per_write: f64,
+    pub user_us: f64,
+    pub sys_us: f64,
+}
+
+/// Runs the floor for `duration` seconds with `subs` sockets at `rate` rounds per second.
+pub fn measure(subs: usize, rate: f64, duration: f64, payload: usize) -> Floor {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().unwrap();
+    let mut writers = Vec::with_capacity(subs);
+    let mut readers = Vec::with_capacity(subs);
+    for _ in 0..subs {
+        let client = TcpStream::connect(addr).expect("connect");
+        let (server, _) = listener.accept().expect("accept");
+        server.set_nodelay(true).unwrap();
+        client.set_nonblocking(true).unwrap();
+        writers.push(server);
+        readers.push(client);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let drain_stop = stop.clone();
+    let drainer = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 64 * 1024];
+        while !drain_stop.load(Ordering::Relaxed) {
+            for r in &mut readers {
+                loop {
+                    match r.read(&mut buf) {
+                        Ok(n) if n > 0 => continue,
+                        Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                        _ => break,
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_micros(500));
+        }
+    });
+    // The frame a server would send: header plus a Pusher event of about `payload` bytes.
+    let json = format!(
+        r#"{{"event":"bench","channel":"bench","data":"{}"}}"#,
+        "x".repeat(payload.saturating_sub(2))
+    );
+    let mut frame = vec![0x81u8];
+    if json.len() < 126 {
+        frame.push(json.len() as u8);
+    } else {
+        frame.push(126);
+        frame.extend_from_slice(&(json.len() as u16).to_be_bytes());
+    }
+    frame.extend_from_slice(json.as_bytes());
+    let rounds = (rate * duration).round() as u64;
+    let period = Duration::from_secs_f64(1.0 / rate);
+    let writer = std::thread::spawn(move || {
+        let (u0, s0) = thread_cpu();
+        let start = Instant::now();
+        for round in 0..rounds {
+            let at = start + period * round as u32;
+            if let Some(wait) = at.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            for w in &mut writers {
+                w.write_all(&frame).expect("floor write");
+            }
+        }
+        let (u1, s1) = thread_cpu();
+        (u1 - u0, s1 - s0)
+    });
+    let (user, sys) = writer.join().expect("writer");
+    stop.store(true, Ordering::Relaxed);
+    drainer.join().expect("drainer");
+    let writes = rounds * subs as u64;
+    let per = |s: f64| s * 1e6 / writes.max(1) as f64;
+    Floor {
+        writes,
+        us_per_write: per(user + sys),
+        user_us: per(user),
+        sys_us: per(sys),
+    }
+}
+
+/// `floor` on its own: prints the figures and a JSON line.
+pub fn run(o: &crate::Opts) {
+    let subs = o.subscribers.unwrap_or(500);
+    let f = measure(subs, o.rate, o.duration, o.payload);
+    println!(
+        "floor: {subs} sockets x {} writes/s x {}s: {} writes, {:.3} µs CPU per write (user {:.3}, system {:.3})",
+        o.rate, o.duration, f.writes, f.us_per_write, f.user_us, f.sys_us
+    );
+    println!(
+        "{}",
+        serde_json::json!({"bench": "floor", "sockets": subs, "rate": o.rate, "duration": o.duration,
+            "writes": f.writes, "us_per_write": f.us_per_write, "user_us": f.user_us, "sys_us": f.sys_us})
+    );
+}
