@@ -7,6 +7,7 @@
 mod connection;
 mod handshake;
 pub mod session;
+mod wire;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -211,6 +212,7 @@ pub async fn accept(
     };
     let app = ctx.apps.by_key(&sniffed.app_key).cloned();
     let config = connection::ws_config(app.as_deref());
+    let stream = wire::Wire::new(wire::SharedTcp(Arc::new(stream)));
     let ws = if upgrade.leftover.is_empty() {
         WebSocketStream::from_raw_socket(stream, Role::Server, Some(config)).await
     } else {
