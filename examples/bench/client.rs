@@ -72,9 +72,10 @@ pub async fn subscribe(ws: &mut Client, channel: &str) {
 
 /// Subscribes with an `auth` signature (private channels) and waits for the answer.
 pub async fn subscribe_auth(ws: &mut Client, channel: &str, auth: Option<String>) {
-    let auth = auth.map(|a| format!(r#","auth":"{a}""#)).unwrap_or_default();
-    let msg =
-        format!(r#"{{"event":"pusher:subscribe","data":{{"channel":"{channel}"{auth}}}}}"#);
+    let auth = auth
+        .map(|a| format!(r#","auth":"{a}""#))
+        .unwrap_or_default();
+    let msg = format!(r#"{{"event":"pusher:subscribe","data":{{"channel":"{channel}"{auth}}}}}"#);
     ws.send(Message::Text(msg.into()))
         .await
         .expect("send subscribe");
@@ -121,7 +122,10 @@ impl Trigger {
             .unwrap()
             .as_secs();
         // The data is plain ASCII with no quotes: no JSON encoder needed.
-        let body = format!(r#"{{"name":"{event}","channel":"{channel}","data":"{}"}}"#, data());
+        let body = format!(
+            r#"{{"name":"{event}","channel":"{channel}","data":"{}"}}"#,
+            data()
+        );
         let path = format!("/apps/{}/events", self.app.id);
         let q = format!(
             "auth_key={}&auth_timestamp={ts}&auth_version=1.0&body_md5={}",

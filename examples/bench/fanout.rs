@@ -215,7 +215,8 @@ pub async fn run_once(o: &Opts, rate: f64) -> Figures {
     let p = publish(o);
 
     // Servers: started here, or the one given with --url (and --pid for its CPU).
-    let mut redis: Option<Proc> = (o.scaling && o.external.is_none()).then(|| start_redis(&o.redis));
+    let mut redis: Option<Proc> =
+        (o.scaling && o.external.is_none()).then(|| start_redis(&o.redis));
     if let Some(r) = redis.as_mut() {
         r.wait_ready(false);
     }
@@ -391,7 +392,11 @@ pub async fn run_once(o: &Opts, rate: f64) -> Figures {
         delivered as f64 / wall,
         percentile(&all, 0.5),
         percentile(&all, 0.99),
-        if all.is_empty() { f64::NAN } else { all.max() as f64 },
+        if all.is_empty() {
+            f64::NAN
+        } else {
+            all.max() as f64
+        },
         percentile(&local, 0.5),
         percentile(&local, 0.99),
         percentile(&remote, 0.5),
@@ -465,7 +470,10 @@ pub async fn run_at(o: &Opts, rate: f64, name: &str) -> Figures {
         v.sort_by(|a, b| a.total_cmp(b));
         let median = v[v.len() / 2];
         medians.push(median);
-        json.insert(metric.into(), serde_json::Number::from_f64(median).map_or(serde_json::Value::Null, Into::into));
+        json.insert(
+            metric.into(),
+            serde_json::Number::from_f64(median).map_or(serde_json::Value::Null, Into::into),
+        );
         println!(
             "| {metric} | {} | {}–{} |",
             fmt(median, d),
@@ -477,7 +485,10 @@ pub async fn run_at(o: &Opts, rate: f64, name: &str) -> Figures {
         let ratio = medians[17] / floor;
         println!("| herald CPU per delivery / floor | {ratio:.2} | |");
         json.insert("floor_us".into(), floor.into());
-        json.insert("cpu_to_floor".into(), serde_json::Number::from_f64(ratio).map_or(serde_json::Value::Null, Into::into));
+        json.insert(
+            "cpu_to_floor".into(),
+            serde_json::Number::from_f64(ratio).map_or(serde_json::Value::Null, Into::into),
+        );
     }
     let lost: f64 = runs.iter().map(|r| r[3] + r[4]).sum();
     if lost > 0.0 {
@@ -509,7 +520,10 @@ pub async fn max_rate(o: &Opts) {
     match best {
         Some((rate, dps, cpu)) => {
             println!("max-rate: {rate} events/s sustained = {dps:.0} deliveries/s at {cpu:.3} µs CPU per delivery");
-            println!("{}", serde_json::json!({"bench": "max-rate", "events_per_s": rate, "deliveries_per_s": dps, "cpu_us_per_delivery": cpu}));
+            println!(
+                "{}",
+                serde_json::json!({"bench": "max-rate", "events_per_s": rate, "deliveries_per_s": dps, "cpu_us_per_delivery": cpu})
+            );
         }
         None => println!("max-rate: even {} events/s was not clean", o.rate),
     }

@@ -17,7 +17,9 @@ use crate::Opts;
 
 /// Opens and subscribes one idle connection (to `c{i % channels}`), `None` on failure.
 async fn open(app: App, i: usize, channels: usize) -> Option<Client> {
-    let mut ws = tokio::spawn(async move { connect(&app).await }).await.ok()?;
+    let mut ws = tokio::spawn(async move { connect(&app).await })
+        .await
+        .ok()?;
     if channels > 0 {
         subscribe(&mut ws, &format!("c{}", i % channels)).await;
     }
