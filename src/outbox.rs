@@ -249,11 +249,10 @@ impl Outbox {
                 return Poll::Ready(Ok(()));
             }
             let mut slices: [IoSlice<'_>; MAX_SLICES] = [IoSlice::new(&[]); MAX_SLICES];
-            let mut count = 0;
-            for (i, f) in st.frames.iter().take(MAX_SLICES).enumerate() {
+            let count = st.frames.len().min(MAX_SLICES);
+            for (i, f) in st.frames.iter().take(count).enumerate() {
                 let skip = if i == 0 { st.written } else { 0 };
                 slices[i] = IoSlice::new(&f.wire()[skip..]);
-                count += 1;
             }
             let mut n = match write(&slices[..count]) {
                 Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
