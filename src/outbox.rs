@@ -98,7 +98,10 @@ const BUSY_MS: u32 = 2;
 /// Milliseconds since the first call (wrapping): a cheap clock for [`BUSY_MS`].
 fn now_ms() -> u32 {
     static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    EPOCH.get_or_init(std::time::Instant::now).elapsed().as_millis() as u32
+    EPOCH
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis() as u32
 }
 
 impl fmt::Debug for Outbox {
