@@ -20,6 +20,7 @@ use crate::local::{Local, Namespace};
 use crate::outbox::{Outbox, SocketId};
 use crate::protocol::outbound::{self, Frame};
 use crate::protocol::{ChannelKind, PusherError};
+use crate::webhooks::{ClientEvent, Webhooks};
 
 pub use crate::local::LocalState;
 
@@ -28,6 +29,8 @@ pub use crate::local::LocalState;
 pub struct Adapter {
     local: Local,
     cluster: Option<Cluster>,
+    /// Present only when some app has a webhook target.
+    webhooks: Option<Webhooks>,
 }
 
 impl Adapter {
@@ -36,6 +39,7 @@ impl Adapter {
         Self {
             local,
             cluster: None,
+            webhooks: None,
         }
     }
 
@@ -44,7 +48,21 @@ impl Adapter {
         Self {
             local,
             cluster: Some(cluster),
+            webhooks: None,
         }
+    }
+
+    /// Reports transitions, client events and cache misses to `webhooks` (when some app has a
+    /// target).
+    pub fn with_webhooks(mut self, webhooks: Option<Webhooks>) -> Self {
+        self.webhooks = webhooks;
+        self
+    }
+
+    /// The webhooks, when some app has a target (also where subscription counts are reported:
+    /// [`Webhooks::subscription_count`]).
+    pub fn webhooks(&self) -> Option<&Webhooks> {
+        self.webhooks.as_ref()
     }
 
     /// The cluster link, when scaling is on.
@@ -52,7 +70,7 @@ impl Adapter {
         self.cluster.as_ref()
     }
 
-    fn ns(&self, app: &App) -> &Namespace {
+    fn ns(&self, app: &App) -> Arc<Namespace> {
         self.local
             .ns(app.id())
             .expect("every app has a namespace from start-up")
@@ -70,11 +88,26 @@ impl Adapter {
         member: Option<&MemberData>,
     ) -> Result<Joined, PusherError> {
         let ns = self.ns(app);
-        let after = kind.cache.then(|| ns.cache.replay_frame(channel).0);
-        let max = app.config.max_presence_members;
+        let (after, hit) = match kind.cache {
+            true => {
+                let (frame, hit) = ns.cache.replay_frame(channel);
+                (Some(frame), hit)
+            }
+            false => (None, true),
+        };
+        let max = app.config().max_presence_members;
         let joined = ns.channels.subscribe(channel, outbox, member, max, after)?;
+        if !joined.already {
+            self.subscription_count_changed(app, channel, kind);
+        }
+        if let Some(w) = &self.webhooks {
+            w.joined(app, channel, &joined, member, !hit);
+        }
         if let Some(c) = &self.cluster {
             c.touch(app.id(), channel);
+            if joined.occupied {
+                c.occupied(app.id(), channel);
+            }
             if let (true, Some(m)) = (joined.pending, member) {
                 c.join(app, channel, outbox.id(), m, joined.member_added);
             }
@@ -86,13 +119,54 @@ impl Adapter {
     /// clustered).
     pub fn unsubscribe(&self, app: &App, channel: &str, id: SocketId) -> Option<Left> {
         let left = self.ns(app).channels.unsubscribe(channel, id);
+        if left.is_some() {
+            self.subscription_count_changed(app, channel, ChannelKind::of(channel));
+        }
+        if let (Some(w), Some(l)) = (&self.webhooks, &left) {
+            w.left(app, channel, l);
+        }
         if let (Some(c), Some(l)) = (&self.cluster, &left) {
             c.touch(app.id(), channel);
             if let Some(user) = &l.user {
                 c.leave(app.id(), channel, user.clone());
             }
+            if l.vacated {
+                c.vacated(app.id(), channel);
+            }
         }
         left
+    }
+
+    /// THE place where a channel's subscription count on this node changes (every subscribe
+    /// that added a socket, every unsubscribe that removed one, disconnects included). With
+    /// the app's `subscription_count` on, non-presence channels are marked here for
+    /// `crate::counting`, which sends the (cluster-wide) count to their subscribers, coalesced
+    /// and throttled. Clustered, the link also tells the other nodes (`Cluster::touch`, then a
+    /// count notice after the new count is in Redis). A `subscription_count` webhook belongs here.
+    fn subscription_count_changed(&self, app: &App, channel: &str, kind: ChannelKind) {
+        if app.config().subscription_count && !kind.is_presence() {
+            self.local.mark_count(app.id(), channel, true);
+        }
+    }
+
+    /// Sends `pusher_internal:subscription_count` with `count` to this node's subscribers of a
+    /// channel (serialised once); see `crate::counting`.
+    pub fn send_subscription_count(&self, app: &App, channel: &str, count: usize) {
+        let frame = outbound::subscription_count(channel, count);
+        self.ns(app).channels.publish(channel, &frame, None);
+    }
+
+    /// The `subscription_count` webhook, from the node whose own socket changed the count
+    /// (see `crate::counting`, which throttles it as Pusher does).
+    pub fn subscription_count_webhook(&self, app: &App, channel: &str, count: usize) {
+        if let Some(w) = &self.webhooks {
+            w.subscription_count(app, channel, count);
+        }
+    }
+
+    /// This node's state (for `crate::counting`).
+    pub fn local_state(&self) -> &LocalState {
+        &self.local
     }
 
     /// Whether a socket is subscribed to a channel.
@@ -113,8 +187,11 @@ impl Adapter {
         let ns = self.ns(app);
         let cache = ChannelKind::of(channel).cache;
         if cache {
-            let ttl = Duration::from_secs(app.config.cache_ttl);
+            let ttl = Duration::from_secs(app.config().cache_ttl);
             ns.cache.store(channel, event, data, ttl);
+            if let Some(w) = &self.webhooks {
+                w.cache_filled(app, channel);
+            }
         }
         let frame = outbound::event(event, channel, Some(data), None);
         ns.channels.publish(channel, &frame, except);
@@ -123,7 +200,8 @@ impl Adapter {
         }
     }
 
-    /// Relays an already-built client-event frame to everyone on the channel but the sender.
+    /// Relays an already-built client-event frame to everyone on the channel but the sender
+    /// (`hook` describes it for the client_event webhook).
     /// Clustered, a sender whose presence join the cluster refused (member limit) is no longer
     /// subscribed, although its session recorded the subscribe: it is refused here.
     pub fn relay(
@@ -132,6 +210,7 @@ impl Adapter {
         channel: &str,
         frame: &Frame,
         sender: SocketId,
+        hook: ClientEvent<'_>,
     ) -> Result<(), PusherError> {
         let ns = self.ns(app);
         if self.cluster.is_some() && !ns.channels.is_subscribed(channel, sender) {
@@ -141,17 +220,52 @@ impl Adapter {
         if let Some(c) = &self.cluster {
             c.publish_event(app, channel, frame, Some(sender), None);
         }
+        if let Some(w) = &self.webhooks {
+            w.client_event(app, channel, &hook);
+        }
         Ok(())
     }
 
-    /// Records that a socket signed in as `user`.
-    pub fn sign_in(&self, app: &App, user: &str, outbox: &Outbox) {
-        self.ns(app).sign_in(user, outbox);
+    /// Records that a socket signed in as `user`. With the app's `watchlist_events` on, the
+    /// user's watchers learn it came online (its first signed-in socket, cluster-wide when
+    /// clustered), and the socket watches `watchlist`: it is sent who of those is online now
+    /// (alone: at once; clustered: when Redis answers, in order with the transitions).
+    pub fn sign_in(&self, app: &App, user: &str, outbox: &Outbox, watchlist: Vec<Arc<str>>) {
+        let ns = self.ns(app);
+        if !app.config().watchlist_events {
+            ns.sign_in(user, outbox);
+            return;
+        }
+        let Some(c) = &self.cluster else {
+            return ns.sign_in_watching(user, outbox, watchlist);
+        };
+        // The lock orders this node's online/offline writes as its sign-ins happened.
+        let mut w = ns.watchlists.lock();
+        if ns.sign_in(user, outbox) {
+            c.online(app.id(), user);
+        }
+        if !watchlist.is_empty() {
+            c.watch(app.id(), outbox.id(), &watchlist);
+            w.add(outbox, watchlist, true);
+        }
     }
 
-    /// Forgets a signed-in socket (on disconnect).
+    /// Forgets a signed-in socket (on disconnect); its user goes offline for the watchers when
+    /// it was the last one.
     pub fn sign_out(&self, app: &App, user: &str, id: SocketId) {
-        self.ns(app).sign_out(user, id);
+        let ns = self.ns(app);
+        if !app.config().watchlist_events {
+            ns.sign_out(user, id);
+            return;
+        }
+        let Some(c) = &self.cluster else {
+            return ns.sign_out_watching(user, id);
+        };
+        let mut w = ns.watchlists.lock();
+        w.remove(id);
+        if ns.sign_out(user, id) {
+            c.offline(app.id(), user);
+        }
     }
 
     /// Closes (4009) every socket signed in as `user` or joined to a presence channel as
@@ -242,6 +356,14 @@ impl Adapter {
     pub fn sweep(&self) {
         for (_, ns) in self.local.all() {
             ns.cache.sweep();
+        }
+    }
+
+    /// Sends every queued and delayed webhook within `deadline` (at shutdown, once the sockets
+    /// are gone); what is still unsent then is counted as given up.
+    pub async fn flush_webhooks(&self, deadline: Duration) {
+        if let Some(w) = &self.webhooks {
+            w.stop(deadline).await;
         }
     }
 

@@ -135,6 +135,7 @@ impl Outbox {
     /// else queued for the socket's task. A full queue marks the socket for closing with 4100
     /// (slow consumer) and drops the frame; returns whether the frame was taken.
     pub fn try_send(&self, frame: Frame) -> bool {
+        crate::socket::trace::frame_out(&self.0.id, frame.as_str());
         let mut st = self.0.state.lock();
         if st.close.is_some() || st.sealed {
             return false;

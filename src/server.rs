@@ -2,7 +2,11 @@
 //! hands each side its narrow context, applies the pre-upgrade budgets (first-byte and head
 //! timeouts, head size, pending connections per server and per IP), routes requests, backs off
 //! when accept fails, and shuts down gracefully (stop accepting, close every socket with 4200,
-//! drain with a deadline).
+//! drain with a deadline). The listener binds with SO_REUSEPORT (`server.reuse_port`) so a new
+//! process can take over the port; with `[server.tls]` every connection is TLS, under the same
+//! pre-upgrade budgets. [`Server::reloader`] is the handle SIGHUP uses (`crate::reload`).
+//! drain with a deadline). With `[metrics] enabled` it also binds the metrics listener, which
+//! answers until the drain is over (`/ready` is 503 from the moment shutdown begins).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -18,8 +22,9 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::time::{timeout, Instant};
+use tokio::time::{timeout, timeout_at, Instant};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -28,8 +33,13 @@ use crate::apps::AppRegistry;
 use crate::cluster::{Cluster, ClusterError};
 use crate::config::{Config, ConfigError, MIN_HEAD_SIZE};
 use crate::http::{self, ApiContext, ApiError};
-use crate::limits::{Level, PendingBudget, PendingSlot, QuietLog};
-use crate::socket::{self, HeadBudget, Sniff, SocketContext};
+use crate::limits::{Level, PendingBudget, PendingRefusal, PendingSlot, QuietLog};
+use crate::metrics::{self, Metrics, ProcessCollector, Readiness, Refusal};
+use crate::reload::Reloader;
+use crate::socket::{self, HeadBudget, Rewind, Sniff, SocketContext};
+use crate::tls::{LiveTls, TlsError};
+use crate::webhooks::metrics::WebhookCollector;
+use crate::webhooks::{WebhookError, WebhookStats, Webhooks};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +50,12 @@ pub enum ServerError {
     /// The cluster link could not be set up.
     #[error(transparent)]
     Cluster(#[from] ClusterError),
+    /// The TLS certificate or key could not be loaded.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The webhook client could not be built.
+    #[error(transparent)]
+    Webhooks(#[from] WebhookError),
     /// The listener could not bind.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -65,11 +81,20 @@ const QUIET_INTERVAL: Duration = Duration::from_secs(10);
 /// readable.
 const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(1));
 
+/// On shutdown, how long a kept-alive HTTP connection may still send a request (answered with
+/// `Connection: close`) before it is closed: closing it at once would fail a request the client
+/// is sending at that moment on it, instead of moving the client to the new process.
+const HTTP_DRAIN: Duration = Duration::from_secs(2);
+
 /// A bound, not yet running server.
 pub struct Server {
     listener: TcpListener,
+    /// The metrics listener, when `[metrics] enabled`.
+    metrics_listener: Option<TcpListener>,
+    metrics: Arc<Metrics>,
     router: Arc<Router>,
     shutdown_timeout: Duration,
+    reloader: Arc<Reloader>,
 }
 
 /// Per-request routing state: the prefix, each side's context and the pre-upgrade budgets.
@@ -83,6 +108,10 @@ struct Router {
     max_head_size: usize,
     /// Connections closed at once for want of a pending slot.
     refused: QuietLog,
+    /// `[server.tls]`: every connection is TLS.
+    tls: Option<Arc<LiveTls>>,
+    /// Failed TLS handshakes (scanners, clients that do not trust the certificate).
+    tls_failures: QuietLog,
 }
 
 impl Server {
@@ -90,33 +119,70 @@ impl Server {
     pub async fn bind(mut config: Config) -> Result<Self, ServerError> {
         config.validate()?;
         let addr = format!("{}:{}", config.server.host, config.server.port);
-        let listener = TcpListener::bind(&addr)
+        let tls = match &config.server.tls {
+            Some(files) => Some(Arc::new(LiveTls::load(files)?)),
+            None => None,
+        };
+        let listener = bind_listener(&addr, config.server.reuse_port)
             .await
             .map_err(|source| ServerError::Bind { addr, source })?;
-        let apps = Arc::new(AppRegistry::new(&config.apps));
+        let metrics_listener = if config.metrics.enabled {
+            let addr = format!("{}:{}", config.metrics.host, config.metrics.port);
+            let l = TcpListener::bind(&addr)
+                .await
+                .map_err(|source| ServerError::Bind { addr, source })?;
+            Some(l)
+        } else {
+            None
+        };
+        let mut metrics = Metrics::new(config.metrics.enabled);
+        metrics.register_collector(Box::new(ProcessCollector));
+        let shutdown = CancellationToken::new();
+        let apps = Arc::new(AppRegistry::with_shutdown(
+            &config.apps,
+            shutdown.clone(),
+            metrics.app_source(),
+        ));
         let scaling = &config.scaling;
         let local = Arc::new(LocalState::new(&apps, scaling.enabled));
         let adapter = if scaling.enabled {
             let cluster = Cluster::start(scaling, local.clone(), apps.clone())?;
-            Adapter::clustered(local, cluster)
+            metrics.register_collector(cluster.collector());
+            Adapter::clustered(local.clone(), cluster)
         } else {
-            Adapter::local(local)
+            Adapter::local(local.clone())
         };
-        let adapter = Arc::new(adapter);
+        let mut webhooks = Webhooks::new(&apps, config.server.max_queued_webhooks)?;
+        if let (Some(w), Some(c)) = (&mut webhooks, adapter.cluster()) {
+            c.set_webhooks(w.cluster_sink());
+        }
+        if let Some(w) = &webhooks {
+            metrics.register_collector(Box::new(WebhookCollector(w.stats().clone())));
+        }
+        let adapter = Arc::new(adapter.with_webhooks(webhooks));
+        let metrics = Arc::new(metrics);
         let sockets = Arc::new(SocketContext {
             adapter: adapter.clone(),
             apps: apps.clone(),
-            shutdown: CancellationToken::new(),
+            shutdown,
             tracker: TaskTracker::new(),
             max_queued_frames: config.server.max_queued_frames,
             max_connections: config.server.max_connections,
             open: AtomicUsize::new(0),
+            metrics: metrics.clone(),
         });
+        let reloader = Arc::new(Reloader::new(
+            config.clone(),
+            apps.clone(),
+            local.clone(),
+            tls.clone(),
+        ));
         let api = ApiContext {
             adapter,
             apps,
             max_request_size: config.server.max_request_size,
             refused: QuietLog::new("refused API requests", Level::Info, QUIET_INTERVAL),
+            metrics: metrics.clone(),
         };
         let srv = &config.server;
         let router = Arc::new(Router {
@@ -131,12 +197,28 @@ impl Server {
             header_timeout: Duration::from_secs_f64(srv.header_timeout),
             max_head_size: srv.max_head_size,
             refused: QuietLog::new("refused connections", Level::Info, QUIET_INTERVAL),
+            tls,
+            tls_failures: QuietLog::new("failed TLS handshakes", Level::Info, QUIET_INTERVAL),
         });
         Ok(Self {
             listener,
+            metrics_listener,
+            metrics,
             router,
             shutdown_timeout: Duration::from_secs(config.server.shutdown_timeout),
+            reloader,
         })
+    }
+
+    /// The handle that applies a re-read config to the running server (SIGHUP).
+    pub fn reloader(&self) -> Arc<Reloader> {
+        self.reloader.clone()
+    }
+
+    /// The webhook counters, when some app has a webhook target.
+    pub fn webhook_stats(&self) -> Option<Arc<WebhookStats>> {
+        let w = self.router.sockets.adapter.webhooks()?;
+        Some(w.stats().clone())
     }
 
     /// The bound address (useful with port 0).
@@ -146,12 +228,34 @@ impl Server {
             .expect("a bound listener has an address")
     }
 
+    /// The bound address of the metrics listener, when `[metrics] enabled`.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+    }
+
     /// Serves until `shutdown` completes, then closes every socket with 4200 and waits for the
     /// connections to drain, at most `shutdown_timeout`.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
         let ctx = self.router.sockets.clone();
         let (token, tracker) = (ctx.shutdown.clone(), ctx.tracker.clone());
         tracker.spawn(sweep_caches(ctx.adapter.clone(), token.clone()));
+        let (adapter, apps) = (ctx.adapter.clone(), ctx.apps.clone());
+        tracker.spawn(crate::counting::run(adapter, apps, token.clone()));
+        // The metrics listener outlives the drain (it is stopped last), so `/ready` answers 503
+        // and `/metrics` keeps answering while connections close.
+        let metrics_stop = CancellationToken::new();
+        let metrics_task = self.metrics_listener.map(|l| {
+            let ready_ctx = ctx.clone();
+            let ready: Readiness = Arc::new(move || is_ready(&ready_ctx));
+            tokio::spawn(metrics::serve(
+                l,
+                self.metrics.clone(),
+                ready,
+                metrics_stop.clone(),
+            ))
+        });
         tokio::pin!(shutdown);
         let accept_errors = QuietLog::new("failed accepts", Level::Warn, QUIET_INTERVAL);
         let mut backoff = ACCEPT_BACKOFF.0;
@@ -165,6 +269,10 @@ impl Server {
                         let slot = match router.pending.try_acquire(peer.ip()) {
                             Ok(slot) => slot,
                             Err(refusal) => {
+                                self.metrics.refused(match refusal {
+                                    PendingRefusal::ServerWide => Refusal::PendingServer,
+                                    PendingRefusal::PerIp => Refusal::PendingPerIp,
+                                });
                                 router.refused.note(&format_args!("{peer}: {refusal}"));
                                 continue;
                             }
@@ -175,6 +283,7 @@ impl Server {
                     Err(e) => {
                         // Typically EMFILE/ENFILE: the pending connection stays in the backlog
                         // and the listener stays readable, so retrying at once would spin.
+                        self.metrics.accept_failed();
                         accept_errors.note(&format_args!("{e}; pausing accepts {backoff:?}"));
                         tokio::select! {
                             _ = &mut shutdown => break,
@@ -185,21 +294,74 @@ impl Server {
                 },
             }
         }
-        drop(self.listener);
+        // Connections already in the accept queue would be reset when the listener closes:
+        // take them (they are served like any other, WebSockets then closed with 4200), then
+        // stop listening at once so new connections go to another process on the port.
+        // The kernel is asked directly (a non-blocking accept until it would block), not
+        // tokio's readiness, which may not have seen the latest arrivals yet.
+        if let Ok(listener) = self.listener.into_std() {
+            while let Ok((stream, peer)) = listener.accept() {
+                let stream = stream.set_nonblocking(true).map(|()| stream);
+                let Ok(stream) = stream.and_then(TcpStream::from_std) else {
+                    continue;
+                };
+                if let Ok(slot) = self.router.pending.try_acquire(peer.ip()) {
+                    let router = self.router.clone();
+                    tracker.spawn(serve_connection(stream, slot, router, token.clone()));
+                }
+            }
+        }
         let open = ctx.open_connections();
         tracing::info!(open, "shutting down: closing every connection with 4200");
         token.cancel();
         tracker.close();
+        let started = tokio::time::Instant::now();
         if tokio::time::timeout(self.shutdown_timeout, tracker.wait())
             .await
             .is_err()
         {
             tracing::warn!("shutdown deadline reached with connections still open");
         }
+        let left = self.shutdown_timeout.saturating_sub(started.elapsed());
+        ctx.adapter.flush_webhooks(left).await;
         ctx.adapter.stop(CLUSTER_LEAVE).await;
+        metrics_stop.cancel();
+        if let Some(task) = metrics_task {
+            let _ = task.await;
+        }
         tracing::info!("shutdown complete");
         Ok(())
     }
+}
+
+/// Binds `addr` like `TcpListener::bind` (SO_REUSEADDR, backlog 1024), plus SO_REUSEPORT when
+/// asked, trying each address the host resolves to.
+async fn bind_listener(addr: &str, reuse_port: bool) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let mut last = None;
+    for sa in tokio::net::lookup_host(addr).await? {
+        let bound = (|| {
+            let socket = Socket::new(Domain::for_address(sa), Type::STREAM, Some(Protocol::TCP))?;
+            socket.set_reuse_address(true)?;
+            if reuse_port {
+                socket.set_reuse_port(true)?;
+            }
+            socket.set_nonblocking(true)?;
+            socket.bind(&sa.into())?;
+            socket.listen(1024)?;
+            TcpListener::from_std(socket.into())
+        })();
+        match bound {
+            Ok(l) => return Ok(l),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("the host resolves to no address")))
+}
+
+/// Readiness: not while shutting down, nor, clustered, while Redis is unreachable.
+fn is_ready(ctx: &SocketContext) -> bool {
+    !ctx.shutdown.is_cancelled() && ctx.adapter.cluster().is_none_or(Cluster::is_up)
 }
 
 async fn sweep_caches(adapter: Arc<Adapter>, token: CancellationToken) {
@@ -228,6 +390,10 @@ async fn serve_connection(
     token: CancellationToken,
 ) {
     let _ = stream.set_nodelay(true);
+    if let Some(tls) = &router.tls {
+        let acceptor = tls.acceptor();
+        return Box::pin(serve_tls(stream, acceptor, slot, router, token)).await;
+    }
     // Boxed so neither the peek buffer nor hyper's connection state widens a WebSocket's task.
     let sniffed = timeout(
         router.first_byte_timeout,
@@ -248,15 +414,64 @@ async fn serve_connection(
     }
 }
 
-/// Serves HTTP/1.1 (API requests, keep-alive, and upgrades that arrive on such a connection).
-/// A request head must arrive within `header_timeout` and fit in `max_head_size`; the same
-/// timeout closes a kept-alive connection that waits that long for its next request.
-async fn serve_http(
+/// Serves a TLS connection under the same budgets as a plain one: the ClientHello must come
+/// within `first_byte_timeout` and the TLS handshake complete within `header_timeout`, all the
+/// while holding the pending slot. The first bytes of the request are then read (TLS cannot be
+/// peeked at), recognised like a plain connection's, and replayed to the handshake or to hyper.
+async fn serve_tls(
     stream: TcpStream,
+    acceptor: tokio_rustls::TlsAcceptor,
     slot: PendingSlot,
     router: Arc<Router>,
     token: CancellationToken,
 ) {
+    if !matches!(
+        timeout(router.first_byte_timeout, stream.readable()).await,
+        Ok(Ok(()))
+    ) {
+        return;
+    }
+    let peer = stream.peer_addr().ok();
+    let deadline = Instant::now() + router.header_timeout;
+    let mut tls = match timeout_at(deadline, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            router.tls_failures.note(&format_args!("{peer:?}: {e}"));
+            return;
+        }
+        Err(_) => return,
+    };
+    let mut first = vec![0u8; socket::SNIFF_BYTES];
+    let n = match timeout(router.first_byte_timeout, tls.read(&mut first)).await {
+        Ok(Ok(n)) if n > 0 => n,
+        _ => return,
+    };
+    first.truncate(n);
+    let sniffed = socket::sniff_bytes(&first, &router.prefix);
+    let stream = Rewind::new(first, tls);
+    match sniffed {
+        Sniff::Closed => {}
+        Sniff::WebSocket(ws) => {
+            let budget = HeadBudget {
+                deadline: Instant::now() + router.header_timeout,
+                max_head: router.max_head_size,
+                slot,
+            };
+            socket::accept(stream, ws, router.sockets.clone(), budget).await
+        }
+        Sniff::Http => serve_http(stream, slot, router, token).await,
+    }
+}
+
+/// Serves HTTP/1.1 (API requests, keep-alive, and upgrades that arrive on such a connection).
+/// A request head must arrive within `header_timeout` and fit in `max_head_size`; the same
+/// timeout closes a kept-alive connection that waits that long for its next request. On
+/// shutdown the connection may still send requests for `HTTP_DRAIN` (each answered with
+/// `Connection: close`), then it is closed once its request in flight, if any, is answered.
+async fn serve_http<S>(stream: S, slot: PendingSlot, router: Arc<Router>, token: CancellationToken)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let (header_timeout, max_head) = (router.header_timeout, router.max_head_size);
     let service = service_fn(move |req| {
         let router = router.clone();
@@ -277,8 +492,10 @@ async fn serve_http(
             }
         }
         _ = token.cancelled() => {
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
+            if timeout(HTTP_DRAIN, conn.as_mut()).await.is_err() {
+                conn.as_mut().graceful_shutdown();
+                let _ = conn.await;
+            }
         }
     }
     drop(slot);
@@ -293,10 +510,19 @@ impl Router {
         if path == "/up" {
             return http::health();
         }
+        if path == "/ready" {
+            return http::ready(is_ready(&self.sockets));
+        }
         if let Some(key) = path.strip_prefix("/app/") {
             return socket::upgrade(req, key, self.sockets.clone());
         }
-        http::serve(req, path, &self.api).await
+        let mut resp = http::serve(req, path, &self.api).await;
+        if self.sockets.shutdown.is_cancelled() {
+            // Shutting down: the client's next request goes to a new connection (and process).
+            let close = hyper::header::HeaderValue::from_static("close");
+            resp.headers_mut().insert(hyper::header::CONNECTION, close);
+        }
+        resp
     }
 }
 

@@ -14,10 +14,13 @@ mkdir -p artifacts
 
 log() { echo "[clients] $*" >&2; }
 
-# 1. Debian packages: chromium for the browser checks, redis-server for the cluster checks.
+# 1. Debian packages: chromium for the browser checks, redis-server for the cluster checks,
+#    openssl for the TLS checks.
 APT=()
 [ -x /usr/bin/chromium ] || APT+=(chromium)
 [ -n "${REDIS_SERVER_BIN:-}" ] || command -v redis-server >/dev/null 2>&1 || APT+=(redis-server)
+# openssl CLI: tests/tls.mjs makes its test CA and certificate with it.
+command -v openssl >/dev/null 2>&1 || APT+=(openssl)
 if [ "${#APT[@]}" -gt 0 ]; then
   log "installing ${APT[*]} (apt-get)"
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi

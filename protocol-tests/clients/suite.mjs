@@ -28,6 +28,7 @@ export const apps = {
   ping: { id: '100004', key: 'ping-key', secret: 'ping-secret', ping_interval: 1, activity_timeout: 7 },
   origins: { id: '100005', key: 'origins-key', secret: 'origins-secret', allowed_origins: ['example.com', '*.allowed.test'] },
   noclient: { id: '100006', key: 'noclient-key', secret: 'noclient-secret', accept_client_events_from: 'none' },
+  watch: { id: '100007', key: 'watch-key', secret: 'watch-secret', watchlist_events: true, subscription_count: true },
 };
 
 // Self-test of the suite: CHECK_SABOTAGE=secret gives the main app a different secret in the
@@ -48,7 +49,7 @@ const mainServer = new Herald(bin, 'main', { server: { max_request_size: 10000 }
 const env = { bin, apps, masterKey, main: mainServer, port: 0, ARTIFACTS };
 
 // Names of tests/*.mjs, with or without the .mjs suffix.
-const modules = (process.env.CHECK_MODULES || 'ws,http,sdk-node,sdk-python,pusherjs,echo,browser,prefix,envfile,shutdown,cluster')
+const modules = (process.env.CHECK_MODULES || 'ws,http,sdk-node,sdk-python,pusherjs,watchlist,echo,browser,prefix,envfile,shutdown,webhooks,tls,restart,cluster')
   .split(',').map((m) => m.trim().replace(/\.mjs$/, '')).filter(Boolean);
 
 // If the main server died (a crash), restart it before the next check so one crash does

@@ -8,7 +8,11 @@
 //!   terminate_connections, the per-app connection quota;
 //! - `queries`: channel, user and connection queries answered cluster-wide from any node;
 //! - `failures`: a node killed with SIGKILL, Redis down, Redis restarted empty;
-//! - `garbage`: foreign and damaged messages on the cluster's pub/sub channel.
+//! - `garbage`: foreign and damaged messages on the cluster's pub/sub channel;
+//! - `watchlist`: watchlist events and subscription counts across nodes, a node killed.
+//! - `webhooks`: one webhook per cluster-wide transition (Pusher's delay across nodes, a node
+//!   killed).
+//! - `readiness`: `/ready` and `herald_redis_up` following Redis down and back.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -20,4 +24,10 @@ mod harness;
 mod node;
 mod presence;
 mod queries;
+mod readiness;
+#[allow(dead_code)] // shared with the webhooks tests, which use all of it
+#[path = "../webhooks/receiver.rs"]
+mod receiver;
 mod redis_proc;
+mod watchlist;
+mod webhooks;

@@ -117,6 +117,22 @@ impl Node {
         matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
     }
 
+    /// SIGTERM: a graceful stop (the node leaves the cluster); waits until it exited.
+    pub async fn term(&mut self) {
+        let Some(mut c) = self.child.take() else {
+            return;
+        };
+        let pid = nix::unistd::Pid::from_raw(c.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        for _ in 0..500 {
+            if !matches!(c.try_wait(), Ok(None)) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("{} did not exit within 10 s of SIGTERM", self.name);
+    }
+
     /// SIGKILL, no goodbye to the cluster.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {

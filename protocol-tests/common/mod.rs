@@ -40,6 +40,8 @@ pub fn config() -> Config {
 /// A running in-process server. Dropping it triggers a graceful shutdown.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The metrics listener's address, when `[metrics] enabled`.
+    pub metrics: Option<SocketAddr>,
     /// The configured path prefix (`""` or `/ws`), used by the clients below.
     pub prefix: String,
     shutdown: Option<oneshot::Sender<()>>,
@@ -77,7 +79,13 @@ pub async fn start(cfg: Config) -> TestServer {
     let server = herald::server::Server::bind(cfg)
         .await
         .expect("server binds");
+    run_server(server, prefix)
+}
+
+/// Runs an already bound server (for tests that read its state first).
+pub fn run_server(server: herald::server::Server, prefix: String) -> TestServer {
     let addr = server.local_addr();
+    let metrics = server.metrics_addr();
     let (tx, rx) = oneshot::channel::<()>();
     let handle = tokio::spawn(async move {
         server
@@ -89,6 +97,7 @@ pub async fn start(cfg: Config) -> TestServer {
     });
     TestServer {
         addr,
+        metrics,
         prefix,
         shutdown: Some(tx),
         handle: Some(handle),

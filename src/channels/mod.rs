@@ -12,9 +12,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use dashmap::DashMap;
 
+use crate::metrics::{AppMetrics, MessageKind};
 use crate::outbox::{Outbox, SocketId};
 use crate::protocol::outbound::{self, Frame};
-use crate::protocol::PusherError;
+use crate::protocol::{ChannelKind, PusherError};
 use presence::snapshot_of;
 pub use presence::{MemberData, Presence};
 use view::{Change, View};
@@ -91,16 +92,29 @@ pub struct ChannelRegistry {
     /// Presence is cluster-wide: joins wait for the cluster's snapshot, member events and the
     /// member limit come from the cluster, so none are produced here.
     clustered: bool,
+    /// The app's metrics: subscriptions, occupied channels and members by kind, frames sent.
+    metrics: AppMetrics,
 }
 
 impl ChannelRegistry {
     /// A registry whose presence channels are decided cluster-wide (see [`Joined::pending`]).
     pub fn clustered() -> Self {
+        Self::new(true, AppMetrics::default())
+    }
+
+    /// A registry counting into `metrics`, clustered or not.
+    pub fn new(clustered: bool, metrics: AppMetrics) -> Self {
         Self {
             channels: DashMap::new(),
             vacated: AtomicUsize::new(0),
-            clustered: true,
+            clustered,
+            metrics,
         }
+    }
+
+    /// Counts `n` protocol frames of `len` bytes queued to sockets.
+    fn protocol_sent(&self, n: usize, len: usize) {
+        self.metrics.sent(MessageKind::Protocol, n, len);
     }
 
     /// Subscribes `outbox` to `name`. Queues subscription_succeeded (with the presence snapshot)
@@ -156,6 +170,11 @@ impl ChannelRegistry {
                     pending: self.clustered,
                 },
             );
+            self.metrics
+                .subscribed(ChannelKind::of(name), joined.occupied);
+            if joined.member_added {
+                self.metrics.members(1);
+            }
             if self.clustered {
                 joined.pending = true;
                 return Ok(joined);
@@ -169,19 +188,24 @@ impl ChannelRegistry {
                     pending: false,
                 },
             );
+            self.metrics
+                .subscribed(ChannelKind::of(name), joined.occupied);
         }
         let succeeded = match &ch.presence {
             Some(p) => outbound::presence_succeeded(name, &p.snapshot()),
             None => outbound::subscription_succeeded(name),
         };
+        self.protocol_sent(1, succeeded.len());
         outbox.try_send(succeeded);
         if let Some(frame) = after {
+            self.protocol_sent(1, frame.len());
             outbox.try_send(frame);
         }
         if joined.member_added {
             if let Some(m) = member {
                 let frame = outbound::member_added(name, &m.user_id, &m.user_info);
-                fan_out(&ch, &frame, Some(id));
+                let (sent, _) = fan_out(&ch, &frame, Some(id));
+                self.protocol_sent(sent, frame.len());
             }
         }
         Ok(joined)
@@ -211,12 +235,17 @@ impl ChannelRegistry {
             vacated: ch.subscribers.is_empty(),
             ..Left::default()
         };
+        self.metrics
+            .unsubscribed(ChannelKind::of(name), left.vacated);
         if let (Some(key), Some(presence)) = (sub.member, ch.presence.as_mut()) {
             if let Some(user_id) = presence.leave(&key) {
                 left.member_removed = true;
                 left.user = Some(key);
+                self.metrics.members(-1);
                 if !self.clustered {
-                    fan_out(&ch, &outbound::member_removed(name, &user_id), None);
+                    let frame = outbound::member_removed(name, &user_id);
+                    let (sent, _) = fan_out(&ch, &frame, None);
+                    self.protocol_sent(sent, frame.len());
                 }
             }
         }
@@ -249,9 +278,11 @@ impl ChannelRegistry {
         };
         sub.pending = false;
         let snapshot = snapshot_of(members.iter());
-        sub.outbox
-            .try_send(outbound::presence_succeeded(name, &snapshot));
+        let succeeded = outbound::presence_succeeded(name, &snapshot);
+        self.metrics.sent(MessageKind::Protocol, 1, succeeded.len());
+        sub.outbox.try_send(succeeded);
         if let Some(frame) = after {
+            self.metrics.sent(MessageKind::Protocol, 1, frame.len());
             sub.outbox.try_send(frame);
         }
         ch.view
@@ -272,7 +303,8 @@ impl ChannelRegistry {
         };
         let (shared, also) = view.add(m);
         let frame = outbound::member_added(name, &m.user_id, &m.user_info);
-        send_member_event(&ch.subscribers, view, &frame, shared, &also, except);
+        let n = send_member_event(&ch.subscribers, view, &frame, shared, &also, except);
+        self.protocol_sent(n, frame.len());
     }
 
     /// Clustered presence: a user's last socket anywhere left; tells every confirmed socket here
@@ -287,7 +319,8 @@ impl ChannelRegistry {
         };
         let (shared, also) = view.remove(&m.key);
         let frame = outbound::member_removed(name, &m.user_id);
-        send_member_event(&ch.subscribers, view, &frame, shared, &also, None);
+        let n = send_member_event(&ch.subscribers, view, &frame, shared, &also, None);
+        self.protocol_sent(n, frame.len());
     }
 
     /// Clustered presence: after a failure, brings every confirmed socket's member list to the
@@ -322,12 +355,14 @@ impl ChannelRegistry {
                 continue;
             }
             for f in &shared {
+                self.metrics.sent(MessageKind::Protocol, 1, f.len());
                 sub.outbox.try_send(f.clone());
             }
         }
         for (id, changes) in per_socket {
             if let Some(sub) = ch.subscribers.get(&id) {
                 for f in frames(&changes) {
+                    self.metrics.sent(MessageKind::Protocol, 1, f.len());
                     sub.outbox.try_send(f);
                 }
             }
@@ -374,12 +409,17 @@ impl ChannelRegistry {
         state
     }
 
-    /// Queues `frame` for every subscriber of `name` except `except`; returns how many got it.
+    /// Queues `frame` (an event) for every subscriber of `name` except `except`; returns how
+    /// many got it. Counted once per broadcast: recipients × frame length, and the drops.
     pub fn publish(&self, name: &str, frame: &Frame, except: Option<SocketId>) -> usize {
-        match self.channels.get(name) {
-            Some(ch) => fan_out(&ch, frame, except),
-            None => 0,
-        }
+        let Some(ch) = self.channels.get(name) else {
+            return 0;
+        };
+        let (sent, dropped) = fan_out(&ch, frame, except);
+        drop(ch);
+        self.metrics.sent(event_kind(frame), sent, frame.len());
+        self.metrics.dropped(dropped);
+        sent
     }
 
     /// Whether `id` is subscribed to `name` (client events require it).
@@ -448,7 +488,8 @@ fn send_member_event(
     shared: bool,
     also: &[SocketId],
     except: Option<SocketId>,
-) {
+) -> usize {
+    let mut sent = 0;
     for (id, sub) in subscribers {
         if sub.pending || Some(*id) == except {
             continue;
@@ -458,20 +499,36 @@ fn send_member_event(
         } else {
             shared
         };
-        if wanted {
-            sub.outbox.try_send(frame.clone());
-        }
-    }
-}
-
-fn fan_out(ch: &Channel, frame: &Frame, except: Option<SocketId>) -> usize {
-    let mut sent = 0;
-    for (id, sub) in &ch.subscribers {
-        if Some(*id) != except && !sub.pending && sub.outbox.try_send(frame.clone()) {
+        if wanted && sub.outbox.try_send(frame.clone()) {
             sent += 1;
         }
     }
     sent
+}
+
+/// Whether a published event frame is a client event (`{"event":"client-...`) or one
+/// triggered over the HTTP API (or relayed from another node's API).
+fn event_kind(frame: &Frame) -> MessageKind {
+    if frame.as_str().starts_with(r#"{"event":"client-"#) {
+        MessageKind::ClientEvent
+    } else {
+        MessageKind::ApiEvent
+    }
+}
+
+/// Queues `frame` for the confirmed subscribers but `except`: (queued, dropped by full outboxes).
+fn fan_out(ch: &Channel, frame: &Frame, except: Option<SocketId>) -> (usize, usize) {
+    let (mut sent, mut dropped) = (0, 0);
+    for (id, sub) in &ch.subscribers {
+        if Some(*id) != except && !sub.pending {
+            if sub.outbox.try_send(frame.clone()) {
+                sent += 1;
+            } else {
+                dropped += 1;
+            }
+        }
+    }
+    (sent, dropped)
 }
 
 #[cfg(test)]

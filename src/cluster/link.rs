@@ -13,7 +13,9 @@ use redis::{RedisError, RedisResult, RetryMethod};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::hooks::{hook_inbox, occupy_cmd, reap_cmd, sweep, sweep_cmd, vacate_cmd};
 use super::state::{flush_counts, rejoin_pending, resync};
+use super::users::{counts_changed_everywhere, user_cmd, watch_cmd};
 use super::{queries, Op, Shared};
 
 /// Writes sent in one pipeline.
@@ -106,18 +108,11 @@ pub(super) async fn run(shared: Arc<Shared>, mut conn: ConnectionManager, stop: 
 /// On shutdown: send what is queued, then remove this node's state (its users leave at once).
 async fn leave_cluster(shared: &Shared, conn: &mut ConnectionManager, st: &mut LinkState) {
     st.recovering = false;
+    shared.leaving.store(true, Ordering::Release);
     if let Err(e) = send_queue(shared, conn).await {
         tracing::warn!("cluster: could not send queued messages before leaving: {e}");
     }
-    let reaped: RedisResult<i64> = redis::cmd("EVAL")
-        .arg(&shared.scripts.reap)
-        .arg(0)
-        .arg(&shared.prefix)
-        .arg(&shared.node)
-        .arg(&shared.bus)
-        .arg("")
-        .query_async(conn)
-        .await;
+    let reaped: RedisResult<i64> = reap_cmd(shared, &shared.node, None).query_async(conn).await;
     match reaped {
         Ok(_) => tracing::info!(node = %shared.node, "cluster: left the cluster"),
         Err(e) => tracing::warn!("cluster: could not deregister from Redis: {e}"),
@@ -295,6 +290,7 @@ fn add_op(shared: &Shared, pipe: &mut redis::Pipeline, op: &Op) {
             socket,
             max,
             register,
+            webhooks,
         } => {
             let args = JoinArgs {
                 app,
@@ -305,10 +301,26 @@ fn add_op(shared: &Shared, pipe: &mut redis::Pipeline, op: &Op) {
                 max: *max,
                 register: *register,
                 announce: true,
+                webhooks: if *webhooks { "1" } else { "" },
             };
             join_cmd(shared, pipe, &args);
         }
-        Op::Leave { app, channel, user } => leave_cmd(shared, pipe, app, channel, user),
+        Op::Leave {
+            app,
+            channel,
+            user,
+            delay,
+        } => leave_cmd(shared, pipe, app, channel, user, *delay),
+        Op::Occupy { app, channel } => occupy_cmd(shared, pipe, app, channel, true),
+        Op::Vacate {
+            app,
+            channel,
+            delay,
+        } => vacate_cmd(shared, pipe, app, channel, *delay),
+        Op::Sweep => sweep_cmd(shared, pipe),
+        Op::Online { app, user } => user_cmd(shared, pipe, &shared.scripts.online, app, user),
+        Op::Offline { app, user } => user_cmd(shared, pipe, &shared.scripts.offline, app, user),
+        Op::Watch { app, socket, ids } => watch_cmd(shared, pipe, app, socket, ids),
     }
 }
 
@@ -319,6 +331,7 @@ pub(super) fn leave_cmd(
     app: &str,
     channel: &str,
     user: &str,
+    delay: Option<u64>,
 ) {
     pipe.cmd("EVAL")
         .arg(&shared.scripts.leave)
@@ -329,6 +342,8 @@ pub(super) fn leave_cmd(
         .arg(channel)
         .arg(user)
         .arg(&shared.bus)
+        .arg(hook_inbox(shared))
+        .arg(delay.map(|d| d.to_string()).unwrap_or_default())
         .ignore();
 }
 
@@ -345,6 +360,9 @@ pub(super) struct JoinArgs<'a> {
     pub register: bool,
     /// Publish member_added when the user is new cluster-wide.
     pub announce: bool,
+    /// Webhooks: '' (the app's members are not tracked), '1' (member_added is decided), '0'
+    /// (re-registration: only a pending member_removed is cancelled).
+    pub webhooks: &'a str,
 }
 
 pub(super) fn join_cmd(shared: &Shared, pipe: &mut redis::Pipeline, j: &JoinArgs<'_>) {
@@ -364,6 +382,7 @@ pub(super) fn join_cmd(shared: &Shared, pipe: &mut redis::Pipeline, j: &JoinArgs
         .arg(&shared.inbox)
         .arg(flag(j.register))
         .arg(flag(j.announce))
+        .arg(j.webhooks)
         .ignore();
 }
 
@@ -405,18 +424,14 @@ pub(super) async fn heartbeat(
     if Instant::now() < st.no_reap_until {
         return Ok(());
     }
+    sweep(shared, conn).await?;
     for node in dead.iter().filter(|n| **n != shared.node) {
-        let reaped: i64 = redis::cmd("EVAL")
-            .arg(&shared.scripts.reap)
-            .arg(0)
-            .arg(&shared.prefix)
-            .arg(node)
-            .arg(&shared.bus)
-            .arg(timeout_ms)
+        let reaped: i64 = reap_cmd(shared, node, Some(timeout_ms))
             .query_async(conn)
             .await?;
         if reaped == 1 {
             tracing::warn!(%node, "cluster: node stopped heartbeating; removed its sockets cluster-wide");
+            counts_changed_everywhere(shared, conn).await?;
         }
     }
     Ok(())
@@ -434,7 +449,7 @@ async fn reconcile(shared: &Shared, conn: &mut ConnectionManager) -> RedisResult
                 .arg(&shared.prefix)
                 .arg(&shared.inbox);
             for channel in chunk {
-                cmd.arg(app_id).arg(channel);
+                cmd.arg(&app_id).arg(channel);
             }
             cmd.query_async::<()>(conn).await?;
         }
@@ -447,7 +462,8 @@ async fn refresh_quotas(shared: &Shared, conn: &mut ConnectionManager) -> RedisR
     for app in shared
         .apps
         .all()
-        .filter(|a| a.config.max_connections.is_some())
+        .into_iter()
+        .filter(|a| a.config().max_connections.is_some())
     {
         let n = queries::remote_connections(shared, conn, app.id()).await?;
         app.set_remote_connections(n);
@@ -462,6 +478,12 @@ pub(super) fn log_dropped(why: &str, op: &Op, total: u64) {
         Op::CacheSet { .. } => "cache write",
         Op::Join { .. } => "presence join",
         Op::Leave { .. } => "presence leave",
+        Op::Online { .. } => "watchlist online",
+        Op::Offline { .. } => "watchlist offline",
+        Op::Watch { .. } => "watchlist snapshot",
+        Op::Occupy { .. } => "webhook occupancy",
+        Op::Vacate { .. } => "webhook vacancy",
+        Op::Sweep => "webhook sweep",
     };
     if total <= 10 || total.is_power_of_two() {
         tracing::warn!(total, "cluster: dropped a {what}: {why}");

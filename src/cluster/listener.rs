@@ -24,11 +24,15 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 pub(super) async fn run(shared: Arc<Shared>, client: redis::Client, stop: CancellationToken) {
     let mut backoff = MIN_BACKOFF;
     let mut down_logged = false;
+    let mut first = true;
     loop {
         let subscribed = tokio::time::timeout(CONNECT_TIMEOUT, subscribe(&client, &shared)).await;
         match subscribed {
             Ok(Ok(pubsub)) => {
                 tracing::info!(node = %shared.node, "cluster link up");
+                if !std::mem::take(&mut first) {
+                    shared.stats.reconnects.fetch_add(1, Ordering::Relaxed);
+                }
                 backoff = MIN_BACKOFF;
                 down_logged = false;
                 shared.resync.store(true, Ordering::Release);
@@ -100,7 +104,7 @@ fn dispatch(shared: &Shared, payload: &[u8]) {
                 return;
             };
             if ChannelKind::of(channel).cache {
-                store_cached(ns, channel, frame.as_str());
+                store_cached(&ns, channel, frame.as_str());
             }
             ns.channels.publish(channel, &frame, except);
         }
@@ -150,11 +154,20 @@ fn dispatch(shared: &Shared, payload: &[u8]) {
                     &err.to_string(),
                 ));
                 outbox.try_send(outbound::error(&err));
+                let vacated = left.as_ref().is_some_and(|l| l.vacated);
                 if let Some(user) = left.and_then(|l| l.user) {
                     shared.push(Op::Leave {
                         app: app.to_owned(),
                         channel: channel.to_owned(),
                         user,
+                        delay: shared.member_delay(app),
+                    });
+                }
+                if let (true, Some(delay)) = (vacated, shared.channel_delay(app)) {
+                    shared.push(Op::Vacate {
+                        app: app.to_owned(),
+                        channel: channel.to_owned(),
+                        delay,
                     });
                 }
             }
@@ -174,6 +187,54 @@ fn dispatch(shared: &Shared, payload: &[u8]) {
                 let mut list = (**peers).clone();
                 list.push(node.to_owned());
                 *peers = std::sync::Arc::new(list);
+            }
+        }
+        Message::Presence { app, user, online } => {
+            if let Some(ns) = shared.local.ns(app) {
+                ns.watchlists.lock().announce(user, online);
+            }
+        }
+        Message::Watched { app, socket, flags } => {
+            if let Some(ns) = shared.local.ns(app) {
+                let flags = flags.as_bytes();
+                ns.watchlists
+                    .lock()
+                    .confirm(socket, |i, _| flags.get(i) == Some(&b'1'));
+            }
+        }
+        Message::Count { node, app, channel } => {
+            if node == shared.node {
+                return;
+            }
+            if app.is_empty() {
+                for a in shared
+                    .apps
+                    .all()
+                    .into_iter()
+                    .filter(|a| a.config().subscription_count)
+                {
+                    shared.local.mark_all_counts(a.id());
+                }
+            } else if shared
+                .apps
+                .by_id(app)
+                .is_some_and(|a| a.config().subscription_count)
+                && shared
+                    .local
+                    .ns(app)
+                    .is_some_and(|ns| ns.channels.counts(channel).subscriptions > 0)
+            {
+                shared.local.mark_count(app, channel, false);
+            }
+        }
+        Message::Webhook {
+            kind,
+            app,
+            channel,
+            user,
+        } => {
+            if let (Some(sink), Some(kind)) = (shared.webhooks.get(), super::hooks::kind(kind)) {
+                sink.fire(app, kind, channel, user);
             }
         }
         Message::Terminate { node, app, user } => {
@@ -204,7 +265,7 @@ fn store_cached(ns: &Namespace, channel: &str, frame: &str) {
             channel,
             &c.event,
             c.data.as_deref().unwrap_or(""),
-            ns.cache_ttl,
+            ns.cache_ttl(),
         );
     }
 }

@@ -13,16 +13,19 @@
 //! its pub/sub connection is (re)established, so a Redis restarted empty is repopulated within
 //! a heartbeat or so; a node that stops heartbeating is reaped by the survivors, exactly once.
 
+mod hooks;
 mod link;
 mod listener;
+mod metrics;
 mod queries;
 pub mod scripts;
 mod state;
+mod users;
 pub mod wire;
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -37,6 +40,7 @@ use crate::config::ScalingConfig;
 use crate::local::Local;
 use crate::outbox::SocketId;
 use crate::protocol::outbound::Frame;
+use crate::webhooks::ClusterSink;
 pub use queries::RemoteCounts;
 
 /// Why the cluster link could not be set up.
@@ -60,6 +64,8 @@ pub struct ClusterStats {
     pub skipped_foreign: AtomicU64,
     /// Times the link to Redis was lost.
     pub outages: AtomicU64,
+    /// Times the pub/sub listener subscribed again after losing its connection.
+    pub reconnects: AtomicU64,
 }
 
 /// One queued write, in the order the node made them.
@@ -82,12 +88,37 @@ enum Op {
         socket: String,
         max: usize,
         register: bool,
+        /// The app's presence members are tracked for webhooks.
+        webhooks: bool,
     },
     /// The node's last socket of a user left a presence channel.
     Leave {
         app: String,
         channel: String,
         user: Arc<str>,
+        /// The member_removed webhook delay, for an app whose members are tracked.
+        delay: Option<u64>,
+    },
+    /// Webhooks: the node's first subscriber of a channel (`scripts::OCCUPY_BODY`).
+    Occupy { app: String, channel: String },
+    /// Webhooks: the node's last subscriber of a channel left (`scripts::VACATE_BODY`).
+    Vacate {
+        app: String,
+        channel: String,
+        delay: u64,
+    },
+    /// Webhooks: send the delayed webhooks that are due (`scripts::SWEEP_BODY`).
+    Sweep,
+    /// Watchlist events: the node's first signed-in socket of a user (`scripts::ONLINE_BODY`).
+    Online { app: String, user: String },
+    /// Watchlist events: the node's last signed-in socket of a user went.
+    Offline { app: String, user: String },
+    /// Watchlist events: which of `ids` are online, answered on this node's channel for
+    /// `socket` (`scripts::WATCH_BODY`).
+    Watch {
+        app: String,
+        socket: String,
+        ids: Vec<Arc<str>>,
     },
 }
 
@@ -127,6 +158,11 @@ struct Shared {
     local: Local,
     apps: Arc<AppRegistry>,
     scripts: scripts::Scripts,
+    /// Webhooks decided cluster-wide, when some app has a target.
+    webhooks: OnceLock<Arc<ClusterSink>>,
+    /// The node is leaving the cluster: its vacated/removed webhooks are left (due) in Redis
+    /// for the other nodes to sweep, not sent to its own channel.
+    leaving: AtomicBool,
 }
 
 /// The handle the adapter holds when scaling is on.
@@ -176,6 +212,8 @@ impl Cluster {
             local,
             apps,
             scripts: scripts::Scripts::new(),
+            webhooks: OnceLock::new(),
+            leaving: AtomicBool::new(false),
         });
         let manager = |c: redis::Client| {
             let config = redis::aio::ConnectionManagerConfig::new()
@@ -210,6 +248,17 @@ impl Cluster {
         &self.shared.stats
     }
 
+    /// Whether Redis is reachable: the last command succeeded and the pub/sub listener is
+    /// subscribed (readiness, and the `herald_redis_up` gauge).
+    pub fn is_up(&self) -> bool {
+        self.shared.is_up()
+    }
+
+    /// The scrape-time collector of the cluster link's metrics.
+    pub fn collector(&self) -> Box<dyn prometheus_client::collector::Collector> {
+        Box::new(metrics::ClusterCollector(self.shared.clone()))
+    }
+
     /// Sends an event to the other nodes (this node delivered it already). For cache channels
     /// the event is also kept in Redis for nodes that start later.
     pub fn publish_event(
@@ -225,7 +274,7 @@ impl Cluster {
             self.push(Op::CacheSet {
                 key: queries::cache_key(&self.shared.prefix, app.id(), channel),
                 value: format!("{event}\n{data}"),
-                ttl_ms: app.config.cache_ttl.saturating_mul(1000),
+                ttl_ms: app.config().cache_ttl.saturating_mul(1000),
             });
         }
         self.push(Op::Publish(payload));
@@ -256,17 +305,48 @@ impl Cluster {
             user: member.key.clone(),
             member: member.to_wire(),
             socket: socket.to_string(),
-            max: app.config.max_presence_members,
+            max: app.config().max_presence_members,
             register,
+            webhooks: self.shared.member_delay(app.id()).is_some(),
         });
     }
 
     /// This node's last socket of `user` left a presence channel.
     pub fn leave(&self, app_id: &str, channel: &str, user: Arc<str>) {
+        let delay = self.shared.member_delay(app_id);
         self.push(Op::Leave {
             app: app_id.to_owned(),
             channel: channel.to_owned(),
             user,
+            delay,
+        });
+        self.shared.sweep_after(delay);
+    }
+
+    /// Watchlist events: this node's first signed-in socket of `user`.
+    pub fn online(&self, app_id: &str, user: &str) {
+        self.push(Op::Online {
+            app: app_id.to_owned(),
+            user: user.to_owned(),
+        });
+    }
+
+    /// Watchlist events: this node's last signed-in socket of `user` went.
+    pub fn offline(&self, app_id: &str, user: &str) {
+        self.push(Op::Offline {
+            app: app_id.to_owned(),
+            user: user.to_owned(),
+        });
+    }
+
+    /// Watchlist events: asks which of `ids` are online; the answer comes back to the listener
+    /// in Redis order with the online/offline transitions, so the (pending) watcher neither
+    /// misses nor doubles one.
+    pub fn watch(&self, app_id: &str, socket: SocketId, ids: &[Arc<str>]) {
+        self.shared.push(Op::Watch {
+            app: app_id.to_owned(),
+            socket: socket.to_string(),
+            ids: ids.to_vec(),
         });
     }
 
@@ -365,6 +445,10 @@ impl Cluster {
 }
 
 impl Shared {
+    fn is_up(&self) -> bool {
+        self.up.load(Ordering::Acquire) && self.subscribed.load(Ordering::Acquire)
+    }
+
     /// Queues a write; a full queue drops the oldest write (counted, logged).
     fn push(&self, op: Op) {
         let mut q = self.queue.lock();

@@ -10,8 +10,11 @@ use redis::aio::ConnectionManager;
 use redis::RedisResult;
 use tokio::time::Instant;
 
+use super::hooks::resync_occupancy;
 use super::link::{join_cmd, leave_cmd, JoinArgs, LinkState};
+use super::users::{user_cmd, watch_cmd};
 use super::{queries, wire, Shared};
+use crate::protocol::ChannelKind;
 
 /// Writes changed subscription and connection counts (all of them when `all`).
 pub(super) async fn flush_counts(
@@ -35,6 +38,15 @@ pub(super) async fn flush_counts(
             pipe.hdel(&subs_key, field).ignore();
         } else {
             pipe.hset(&subs_key, field, n).ignore();
+        }
+        // Subscription counting: the other nodes re-read the count once it is in Redis.
+        let counting = shared
+            .apps
+            .by_id(app)
+            .is_some_and(|a| a.config().subscription_count);
+        if counting && !ChannelKind::of(channel).is_presence() {
+            let notice = wire::count(&shared.node, app, channel);
+            pipe.publish(&shared.bus, notice.as_ref()).ignore();
         }
         any = true;
     }
@@ -78,13 +90,17 @@ pub(super) async fn resync(
     for (app_id, ns) in shared.local.all() {
         for (channel, c) in ns.channels.list("") {
             counts
-                .hset(&subs_key, queries::field(app_id, &channel), c.subscriptions)
+                .hset(
+                    &subs_key,
+                    queries::field(&app_id, &channel),
+                    c.subscriptions,
+                )
                 .ignore();
         }
         let max = shared
             .apps
-            .by_id(app_id)
-            .map_or(usize::MAX, |a| a.config.max_presence_members);
+            .by_id(&app_id)
+            .map_or(usize::MAX, |a| a.config().max_presence_members);
         let state = ns.channels.presence_state();
         // Pending sockets are confirmed later (`rejoin_pending`), once every node is back.
         for (channel, _, m) in &state.pending {
@@ -94,7 +110,7 @@ pub(super) async fn resync(
             keep.insert(format!("{app_id}\n{channel}\n{}", m.key));
             let wire = m.to_wire();
             let args = JoinArgs {
-                app: app_id,
+                app: &app_id,
                 channel,
                 user: &m.key,
                 member: &wire,
@@ -102,11 +118,17 @@ pub(super) async fn resync(
                 max,
                 register: true,
                 announce: true,
+                webhooks: match shared.member_delay(&app_id) {
+                    Some(_) => "0",
+                    None => "",
+                },
             };
             join_cmd(shared, &mut joins, &args);
         }
     }
+    resync_occupancy(shared, &mut joins);
     counts.query_async::<()>(conn).await?;
+    resync_users(shared, conn, &mut joins).await?;
     let held: Vec<String> = redis::cmd("SMEMBERS")
         .arg(&pres_key)
         .query_async(conn)
@@ -114,7 +136,8 @@ pub(super) async fn resync(
     for entry in held.iter().filter(|e| !keep.contains(*e)) {
         let mut parts = entry.splitn(3, '\n');
         if let (Some(app), Some(channel), Some(user)) = (parts.next(), parts.next(), parts.next()) {
-            leave_cmd(shared, &mut joins, app, channel, user);
+            let delay = shared.member_delay(app);
+            leave_cmd(shared, &mut joins, app, channel, user, delay);
         }
     }
     if !joins.is_empty() {
@@ -133,6 +156,41 @@ pub(super) async fn resync(
     Ok(())
 }
 
+/// Watchlist events: registers this node's signed-in users (announcing those new
+/// cluster-wide) and queues offline for those Redis still lists but this node no longer holds.
+async fn resync_users(
+    shared: &Shared,
+    conn: &mut ConnectionManager,
+    pipe: &mut redis::Pipeline,
+) -> RedisResult<()> {
+    let users_key = format!("{}n:{}:users", shared.prefix, shared.node);
+    let mut keep: HashSet<String> = HashSet::new();
+    for app in shared
+        .apps
+        .all()
+        .into_iter()
+        .filter(|a| a.config().watchlist_events)
+    {
+        let Some(ns) = shared.local.ns(app.id()) else {
+            continue;
+        };
+        for user in ns.online_users() {
+            user_cmd(shared, pipe, &shared.scripts.online, app.id(), &user);
+            keep.insert(format!("{}\n{user}", app.id()));
+        }
+    }
+    let held: Vec<String> = redis::cmd("SMEMBERS")
+        .arg(&users_key)
+        .query_async(conn)
+        .await?;
+    for entry in held.iter().filter(|e| !keep.contains(*e)) {
+        if let Some((app, user)) = entry.split_once('\n') {
+            user_cmd(shared, pipe, &shared.scripts.offline, app, user);
+        }
+    }
+    Ok(())
+}
+
 /// Confirms every pending presence socket anew (its confirmation may have been lost with the
 /// pub/sub connection); run after the other nodes re-registered, so the snapshots are whole.
 /// A socket confirmed twice takes the first answer only.
@@ -144,12 +202,12 @@ pub(super) async fn rejoin_pending(
     for (app_id, ns) in shared.local.all() {
         let max = shared
             .apps
-            .by_id(app_id)
-            .map_or(usize::MAX, |a| a.config.max_presence_members);
+            .by_id(&app_id)
+            .map_or(usize::MAX, |a| a.config().max_presence_members);
         for (channel, socket, m) in ns.channels.presence_state().pending {
             let (wire, sock) = (m.to_wire(), socket.to_string());
             let args = JoinArgs {
-                app: app_id,
+                app: &app_id,
                 channel: &channel,
                 user: &m.key,
                 member: &wire,
@@ -157,8 +215,22 @@ pub(super) async fn rejoin_pending(
                 max,
                 register: true,
                 announce: true,
+                webhooks: match shared.member_delay(&app_id) {
+                    Some(_) => "1",
+                    None => "",
+                },
             };
             join_cmd(shared, &mut joins, &args);
+        }
+        // Watchers get a fresh snapshot: transitions may have been missed meanwhile.
+        if shared
+            .apps
+            .by_id(&app_id)
+            .is_some_and(|a| a.config().watchlist_events)
+        {
+            for (socket, ids) in ns.watchlists.lock().repend_all() {
+                watch_cmd(shared, &mut joins, &app_id, &socket.to_string(), &ids);
+            }
         }
     }
     if !joins.is_empty() {

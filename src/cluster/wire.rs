@@ -82,6 +82,46 @@ pub enum Message<'a> {
         /// Its id.
         node: &'a str,
     },
+    /// Watchlist events: `user` came online (its first signed-in socket anywhere), or went
+    /// offline (its last one anywhere). Published by the online/offline/reap scripts.
+    Presence {
+        /// The app id.
+        app: &'a str,
+        /// The user id.
+        user: &'a str,
+        /// Online (`WO`) or offline (`WF`).
+        online: bool,
+    },
+    /// Sent to one node: a watcher's sign-in snapshot, one flag per watched id ('1' online).
+    Watched {
+        /// The app id.
+        app: &'a str,
+        /// The watching socket.
+        socket: SocketId,
+        /// '0'/'1' per id of its watchlist, in order.
+        flags: &'a str,
+    },
+    /// Subscription counting: `node` wrote a changed count of `channel` (the app and channel
+    /// are empty when a node died: every channel's count may have changed).
+    Count {
+        /// The node whose count changed (it marked its own channel already).
+        node: &'a str,
+        /// The app id ('' for all).
+        app: &'a str,
+        /// The channel ('' for all).
+        channel: &'a str,
+    },
+    /// Sent to one node: send this cluster-wide webhook transition (decided by a script).
+    Webhook {
+        /// `o` channel_occupied, `v` channel_vacated, `a` member_added, `r` member_removed.
+        kind: &'a str,
+        /// The app id.
+        app: &'a str,
+        /// The channel.
+        channel: &'a str,
+        /// The user id, for member events.
+        user: Option<&'a str>,
+    },
     /// Close every socket of `user` (terminate_connections) on every node but `node`.
     Terminate {
         /// The node that handled the request (it closed its own sockets already).
@@ -126,6 +166,11 @@ pub fn event(
 /// A terminate_connections request handled by `node`.
 pub fn terminate(node: &str, app: &str, user: &str) -> Bytes {
     Bytes::from(format!("{MAGIC}\nT\n{node}\n{app}\n{user}"))
+}
+
+/// Subscription counting: `node` changed its count of `channel` (both empty: a node died).
+pub fn count(node: &str, app: &str, channel: &str) -> Bytes {
+    Bytes::from(format!("{MAGIC}\nC\n{node}\n{app}\n{channel}"))
 }
 
 /// A node announcing itself.
@@ -206,6 +251,48 @@ pub fn decode(payload: &[u8]) -> Result<Message<'_>, WireError> {
             })
         }
         "N" if !rest.is_empty() && !rest.contains('\n') => Ok(Message::Hello { node: rest }),
+        "WO" | "WF" => {
+            let [app, user] = fields(rest).ok_or(WireError::Malformed("online"))?;
+            Ok(Message::Presence {
+                app,
+                user,
+                online: kind == "WO",
+            })
+        }
+        "WS" => {
+            let [app, sock, flags] = fields(rest).ok_or(WireError::Malformed("watch"))?;
+            let socket = socket(sock)
+                .ok()
+                .flatten()
+                .ok_or(WireError::Malformed("watch"))?;
+            if !flags.bytes().all(|b| b == b'0' || b == b'1') {
+                return Err(WireError::Malformed("watch"));
+            }
+            Ok(Message::Watched { app, socket, flags })
+        }
+        "C" => {
+            let [node, app, channel] = fields(rest).ok_or(WireError::Malformed("count"))?;
+            Ok(Message::Count { node, app, channel })
+        }
+        "HF" => {
+            let [kind, app, rest] = fields(rest).ok_or(WireError::Malformed("webhook"))?;
+            let (channel, user) = match kind {
+                "o" | "v" => (rest, None),
+                "a" | "r" => {
+                    let (c, u) = rest
+                        .split_once('\n')
+                        .ok_or(WireError::Malformed("webhook"))?;
+                    (c, Some(u))
+                }
+                _ => return Err(WireError::Malformed("webhook")),
+            };
+            Ok(Message::Webhook {
+                kind,
+                app,
+                channel,
+                user,
+            })
+        }
         "T" => {
             let [node, app, user] = fields(rest).ok_or(WireError::Malformed("terminate"))?;
             Ok(Message::Terminate { node, app, user })
@@ -304,6 +391,57 @@ mod tests {
                 user: "user\nwith newline"
             }
         );
+    }
+
+    #[test]
+    fn watchlist_and_count_shapes_decode() {
+        let m = decode(b"H1\nWO\napp\nuser\nwith newline").unwrap();
+        assert_eq!(
+            m,
+            Message::Presence {
+                app: "app",
+                user: "user\nwith newline",
+                online: true
+            }
+        );
+        let m = decode(b"H1\nHF\nr\napp\npresence-a\nuser\nx").unwrap();
+        assert!(matches!(
+            m,
+            Message::Webhook {
+                kind: "r",
+                channel: "presence-a",
+                user: Some("user\nx"),
+                ..
+            }
+        ));
+        let m = decode(b"H1\nHF\no\napp\nc").unwrap();
+        assert!(matches!(
+            m,
+            Message::Webhook {
+                kind: "o",
+                channel: "c",
+                user: None,
+                ..
+            }
+        ));
+        assert!(decode(b"H1\nHF\nx\napp\nc").is_err());
+        let m = decode(b"H1\nWF\napp\nu").unwrap();
+        assert!(matches!(m, Message::Presence { online: false, .. }));
+        let m = decode(b"H1\nWS\napp\n1.2\n0110").unwrap();
+        assert!(matches!(m, Message::Watched { flags: "0110", .. }));
+        assert!(decode(b"H1\nWS\napp\n1.2\n01x").is_err());
+        assert_eq!(
+            decode(&count("n", "app", "c")).unwrap(),
+            Message::Count {
+                node: "n",
+                app: "app",
+                channel: "c"
+            }
+        );
+        assert!(matches!(
+            decode(&count("n", "", "")).unwrap(),
+            Message::Count { app: "", .. }
+        ));
     }
 
     #[test]

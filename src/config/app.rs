@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use super::env::env_value;
+use super::webhooks::{self, WebhookBatching, WebhookRetry, WebhookTarget};
 use super::{invalid, parse_bool, parse_num, ConfigError};
 
 /// Who may send client events (Reverb's `accept_client_events_from`).
@@ -97,6 +98,27 @@ pub struct AppConfig {
     /// Reverb's `rate_limiting`: a cap on every message one connection sends.
     #[serde(default)]
     pub rate_limiting: RateLimiting,
+    /// Pusher's "Watchlist events": a signed-in user's `watchlist` receives
+    /// `pusher_internal:watchlist_events` (online/offline of the watched user ids).
+    #[serde(default)]
+    pub watchlist_events: bool,
+    /// Pusher's "subscription counting": subscribers of non-presence channels receive
+    /// `pusher_internal:subscription_count` as the channel's count changes.
+    #[serde(default)]
+    pub subscription_count: bool,
+    /// Webhook targets (none: webhooks cost nothing).
+    #[serde(default)]
+    pub webhooks: Vec<WebhookTarget>,
+    /// Several webhook events per request.
+    #[serde(default)]
+    pub webhook_batching: WebhookBatching,
+    /// Milliseconds channel_vacated and member_removed wait; a re-occupation or rejoin within
+    /// it cancels both them and the matching channel_occupied / member_added.
+    #[serde(default = "webhooks::d3000")]
+    pub webhook_vacated_delay_ms: u64,
+    /// Retries of failed webhook requests.
+    #[serde(default)]
+    pub webhook_retry: WebhookRetry,
 }
 
 /// Reverb 1.9's per-connection message rate limit (`[apps.rate_limiting]`): at most
@@ -191,6 +213,12 @@ impl AppConfig {
             cache_ttl: 1800,
             max_channels_per_connection: 1000,
             rate_limiting: RateLimiting::default(),
+            watchlist_events: false,
+            subscription_count: false,
+            webhooks: Vec::new(),
+            webhook_batching: WebhookBatching::default(),
+            webhook_vacated_delay_ms: webhooks::d3000(),
+            webhook_retry: WebhookRetry::default(),
         }
     }
 
@@ -244,6 +272,12 @@ impl AppConfig {
         if rl.enabled && rl.decay_seconds == 0 {
             return invalid(&k("rate_limiting.decay_seconds"), "must be greater than 0");
         }
+        webhooks::validate(
+            i,
+            &self.webhooks,
+            &self.webhook_batching,
+            &self.webhook_retry,
+        )?;
         if self.allowed_origins.is_empty() {
             return invalid(
                 &k("allowed_origins"),
@@ -254,8 +288,9 @@ impl AppConfig {
     }
 }
 
-/// The `REVERB_APP_*` variables Herald reads.
-const APP_VARS: [&str; 12] = [
+/// The `REVERB_APP_*` variables Herald reads (the last two are Herald's own: Reverb has
+/// neither feature).
+const APP_VARS: [&str; 14] = [
     "REVERB_APP_ID",
     "REVERB_APP_KEY",
     "REVERB_APP_SECRET",
@@ -268,6 +303,8 @@ const APP_VARS: [&str; 12] = [
     "REVERB_APP_RATE_LIMIT_MAX_ATTEMPTS",
     "REVERB_APP_RATE_LIMIT_DECAY_SECONDS",
     "REVERB_APP_RATE_LIMIT_TERMINATE",
+    "REVERB_APP_WATCHLIST_EVENTS",
+    "REVERB_APP_SUBSCRIPTION_COUNT",
 ];
 
 /// Applies `REVERB_APP_*` to the first app, creating it when there is none and any is set.
@@ -325,6 +362,12 @@ pub(super) fn apply_env(
     }
     if let Some(v) = get("REVERB_APP_RATE_LIMIT_TERMINATE") {
         rl.terminate_on_limit = parse_bool("REVERB_APP_RATE_LIMIT_TERMINATE", v)?;
+    }
+    if let Some(v) = get("REVERB_APP_WATCHLIST_EVENTS") {
+        app.watchlist_events = parse_bool("REVERB_APP_WATCHLIST_EVENTS", v)?;
+    }
+    if let Some(v) = get("REVERB_APP_SUBSCRIPTION_COUNT") {
+        app.subscription_count = parse_bool("REVERB_APP_SUBSCRIPTION_COUNT", v)?;
     }
     Ok(())
 }

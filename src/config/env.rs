@@ -3,13 +3,14 @@
 
 use std::collections::HashMap;
 
+use super::observability::OBSERVABILITY_VARS;
 use super::scaling::REDIS_VARS;
 
-/// Whether Herald reads the environment variable `name`: any `REVERB_*`, and Laravel's Redis
-/// connection variables ([`REDIS_VARS`]). The binary passes exactly these from the process
+/// Whether Herald reads the environment variable `name`: any `REVERB_*`, Laravel's Redis
+/// connection variables ([`REDIS_VARS`]) and Herald's own [`OBSERVABILITY_VARS`]. The binary passes exactly these from the process
 /// environment to [`super::Config::apply_env`].
 pub fn is_read_var(name: &str) -> bool {
-    name.starts_with("REVERB_") || REDIS_VARS.contains(&name)
+    name.starts_with("REVERB_") || REDIS_VARS.contains(&name) || OBSERVABILITY_VARS.contains(&name)
 }
 
 /// The trimmed value of `key`; an empty value counts as unset, so the layer below wins.

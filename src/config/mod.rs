@@ -10,16 +10,22 @@
 
 mod app;
 mod env;
+mod observability;
 mod scaling;
+mod tls;
+mod webhooks;
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 pub use app::{AppConfig, ClientEventsFrom, RateLimiting};
 pub use env::{is_read_var, parse_env_file};
+pub use observability::{LogFormat, LoggingConfig, MetricsConfig, OBSERVABILITY_VARS};
 pub use scaling::{ScalingConfig, REDIS_VARS};
+pub use tls::TlsConfig;
+pub use webhooks::{WebhookBatching, WebhookEventType, WebhookFilter, WebhookRetry, WebhookTarget};
 
 /// The commented sample config shipped at the repository root; also what runs when nothing is given.
 pub const EMBEDDED_DEFAULT: &str = include_str!("../../config.toml");
@@ -40,6 +46,12 @@ pub struct Config {
     /// Horizontal scaling on Redis (off by default: no Redis needed).
     #[serde(default)]
     pub scaling: ScalingConfig,
+    /// The Prometheus metrics listener (off by default).
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    /// Log format.
+    #[serde(default)]
+    pub logging: LoggingConfig,
 }
 
 /// The `[server]` table.
@@ -72,6 +84,17 @@ pub struct ServerConfig {
     pub max_pending_connections: usize,
     /// The same cap per client IP address (0: no cap).
     pub max_pending_per_ip: usize,
+    /// Bind with SO_REUSEPORT, so a new Herald can bind the same port while the old one
+    /// drains (zero-downtime restart). Off: a second process fails with "address in use".
+    pub reuse_port: bool,
+    /// File the process id is written to at start and removed from at exit; `herald reload`
+    /// reads it to send SIGHUP.
+    pub pid_file: Option<PathBuf>,
+    /// TLS on the main listener (`[server.tls]`); absent: plain TCP.
+    pub tls: Option<TlsConfig>,
+    /// Webhook events one target may have queued on this node; over it, new events for that
+    /// target are dropped (counted and logged).
+    pub max_queued_webhooks: usize,
 }
 
 impl Default for ServerConfig {
@@ -89,6 +112,10 @@ impl Default for ServerConfig {
             max_head_size: 16 * 1024,
             max_pending_connections: 4096,
             max_pending_per_ip: 256,
+            reuse_port: true,
+            pid_file: None,
+            tls: None,
+            max_queued_webhooks: 10_000,
         }
     }
 }
@@ -126,6 +153,10 @@ pub struct CliOverrides {
     pub port: Option<u16>,
     /// `--path`.
     pub path: Option<String>,
+    /// `--pid-file`.
+    pub pid_file: Option<PathBuf>,
+    /// `--log-format`.
+    pub log_format: Option<LogFormat>,
 }
 
 impl Config {
@@ -158,6 +189,8 @@ impl Config {
             },
             apps: vec![AppConfig::new(id, key, secret)],
             scaling: ScalingConfig::default(),
+            metrics: MetricsConfig::default(),
+            logging: LoggingConfig::default(),
         }
     }
 
@@ -179,6 +212,8 @@ impl Config {
             self.server.max_request_size = parse_num("REVERB_MAX_REQUEST_SIZE", v)?;
         }
         app::apply_env(&mut self.apps, vars)?;
+        self.metrics.apply_env(vars)?;
+        self.logging.apply_env(vars)?;
         self.scaling.apply_env(vars)
     }
 
@@ -192,6 +227,12 @@ impl Config {
         }
         if let Some(p) = &cli.path {
             self.server.path = p.clone();
+        }
+        if let Some(p) = &cli.pid_file {
+            self.server.pid_file = Some(p.clone());
+        }
+        if let Some(f) = cli.log_format {
+            self.logging.format = f;
         }
     }
 
@@ -212,6 +253,9 @@ impl Config {
         if self.server.max_request_size == 0 {
             return invalid("server.max_request_size", "must be at least 1");
         }
+        if self.server.max_queued_webhooks == 0 {
+            return invalid("server.max_queued_webhooks", "must be at least 1");
+        }
         if self.server.max_queued_frames == 0 {
             return invalid("server.max_queued_frames", "must be at least 1");
         }
@@ -225,6 +269,9 @@ impl Config {
         }
         if self.server.max_head_size < MIN_HEAD_SIZE {
             return invalid("server.max_head_size", "must be at least 8192 bytes");
+        }
+        if let Some(tls) = &self.server.tls {
+            tls.validate()?;
         }
         if self.apps.is_empty() {
             return invalid("apps", "at least one [[apps]] entry is required");
@@ -241,15 +288,22 @@ impl Config {
                 return invalid(&format!("apps[{i}].key"), &reason);
             }
         }
+        self.metrics.validate(&self.server.host, self.server.port)?;
         self.scaling.validate()
     }
 
     /// The effective config as TOML with every secret masked (`herald check-config`): app
-    /// secrets keep their first two characters, a password in `scaling.url` none.
+    /// secrets and webhook header values keep their first two characters, a password in
+    /// `scaling.url` none.
     pub fn to_masked_toml(&self) -> String {
         let mut masked = self.clone();
         for app in &mut masked.apps {
             app.secret = mask(&app.secret);
+            for target in &mut app.webhooks {
+                for value in target.headers.values_mut() {
+                    *value = mask(value);
+                }
+            }
         }
         masked.scaling.url = self.scaling.masked_url();
         toml::to_string_pretty(&masked).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
@@ -277,7 +331,7 @@ pub(super) fn parse_bool(key: &str, value: &str) -> Result<bool, ConfigError> {
     }
 }
 
-fn parse_num<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ConfigError> {
+pub(super) fn parse_num<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ConfigError> {
     value.parse().map_err(|_| ConfigError::Invalid {
         key: key.into(),
         reason: format!("'{value}' is not a valid number"),
@@ -350,6 +404,8 @@ mod tests {
             ("REVERB_APP_RATE_LIMIT_MAX_ATTEMPTS", "120"),
             ("REVERB_APP_RATE_LIMIT_DECAY_SECONDS", "30"),
             ("REVERB_APP_RATE_LIMIT_TERMINATE", "1"),
+            ("REVERB_APP_WATCHLIST_EVENTS", "true"),
+            ("REVERB_APP_SUBSCRIPTION_COUNT", "1"),
         ]
         .into_iter()
         .map(|(a, b)| (a.to_string(), b.to_string()))
@@ -370,6 +426,7 @@ mod tests {
         let rl = c.apps[0].rate_limiting;
         assert!(rl.enabled && rl.terminate_on_limit);
         assert_eq!((rl.max_attempts, rl.decay_seconds), (120, 30));
+        assert!(c.apps[0].watchlist_events && c.apps[0].subscription_count);
     }
 
     #[test]

@@ -7,6 +7,7 @@ use serde_json::Value;
 use super::ApiError;
 use crate::adapter::Adapter;
 use crate::apps::App;
+use crate::metrics::MessageKind;
 use crate::outbox::SocketId;
 use crate::protocol::channel::validate;
 use crate::protocol::{Access, ChannelKind};
@@ -66,7 +67,7 @@ fn string_field(v: Option<Value>, name: &'static str) -> Result<String, ApiError
 }
 
 fn validate_event(app: &App, body: EventBody, batch_item: bool) -> Result<Event, ApiError> {
-    let cfg = &app.config;
+    let cfg = &app.config();
     let name = string_field(body.name, "name")?;
     if name.is_empty() {
         return Err(ApiError::Field("name"));
@@ -139,6 +140,7 @@ fn validate_event(app: &App, body: EventBody, batch_item: bool) -> Result<Event,
 }
 
 fn deliver(app: &App, ev: &Event, adapter: &Adapter) {
+    app.metrics.received(MessageKind::ApiEvent, ev.data.len());
     for channel in &ev.channels {
         adapter.trigger(app, channel, &ev.name, &ev.data, ev.except);
     }
@@ -180,7 +182,7 @@ pub(super) async fn batch(app: &App, body: &[u8], adapter: &Adapter) -> Result<S
         batch: Vec<EventBody>,
     }
     let items = serde_json::from_slice::<Batch>(body)?.batch;
-    let max = app.config.max_batch_size;
+    let max = app.config().max_batch_size;
     if items.len() > max {
         return Err(ApiError::BatchTooLarge(items.len(), max));
     }

@@ -7,7 +7,7 @@ mod events;
 mod queries;
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -18,6 +18,7 @@ use crate::adapter::Adapter;
 use crate::apps::{App, AppRegistry};
 use crate::auth::{self, SignedRequest};
 use crate::limits::QuietLog;
+use crate::metrics::{AuthFailure, Metrics};
 pub use error::{json_response, ApiError};
 
 /// What the HTTP API needs from the server: nothing more.
@@ -31,6 +32,15 @@ pub struct ApiContext {
     pub max_request_size: usize,
     /// Refused requests, logged at most once per interval with a count.
     pub refused: QuietLog,
+    /// Requests by route and status, latency, refusals.
+    pub metrics: Arc<Metrics>,
+}
+
+/// What routing learnt about a request, for its metrics.
+#[derive(Default)]
+struct Seen {
+    app: Option<Arc<App>>,
+    route: &'static str,
 }
 
 /// A matched API route.
@@ -50,22 +60,47 @@ pub fn health() -> Response<Full<Bytes>> {
     json_response(StatusCode::OK, r#"{"health":"OK"}"#.into())
 }
 
+/// `GET /ready`: readiness, unauthenticated: 200 `{"ready":true}`, or 503 `{"ready":false}`
+/// while shutting down or, clustered, while Redis is unreachable.
+pub fn ready(ready: bool) -> Response<Full<Bytes>> {
+    let (status, _, body) = crate::metrics::readiness(ready);
+    let mut resp = json_response(status, String::new());
+    *resp.body_mut() = Full::new(body);
+    resp
+}
+
 /// Serves one API request; `path` has the server prefix already stripped.
 pub async fn serve(req: Request<Incoming>, path: &str, ctx: &ApiContext) -> Response<Full<Bytes>> {
-    match handle(req, path, ctx).await {
+    let start = ctx.metrics.enabled().then(Instant::now);
+    let mut seen = Seen {
+        app: None,
+        route: "unknown",
+    };
+    let resp = match handle(req, path, ctx, &mut seen).await {
         Ok(resp) => resp,
         Err(e) => {
+            if let (ApiError::Unauthorized(_), Some(app)) = (&e, &seen.app) {
+                app.metrics.auth_failed(AuthFailure::ApiSignature);
+            }
             ctx.refused
                 .note(&format_args!("{} {path}: {e}", e.status().as_u16()));
             e.into_response()
         }
+    };
+    if let Some(start) = start {
+        let app = seen.app.as_ref().map_or("", |a| a.id());
+        let status = resp.status().as_u16();
+        ctx.metrics
+            .api_request(app, seen.route, status, start.elapsed());
     }
+    resp
 }
 
 async fn handle(
     req: Request<Incoming>,
     path: &str,
     ctx: &ApiContext,
+    seen: &mut Seen,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let segments: Vec<String> = path
         .trim_start_matches('/')
@@ -90,6 +125,7 @@ async fn handle(
         }
         _ => return Err(ApiError::NotFound),
     };
+    seen.route = route.name();
     if req.method() != method {
         return Err(ApiError::MethodNotAllowed);
     }
@@ -105,6 +141,7 @@ async fn handle(
             .and_then(|(_, key)| ctx.apps.by_key(key))
             .ok_or(ApiError::UnknownKey)?,
     };
+    seen.app = Some(app.clone());
     let body = read_body(req, ctx.max_request_size).await?;
     let signed = SignedRequest {
         method: method.as_str(),
@@ -112,8 +149,23 @@ async fn handle(
         query: &query,
         body: &body,
     };
-    signed.verify(app.key(), app.secret(), unix_now())?;
-    dispatch(route, app, &query, &body, &ctx.adapter).await
+    signed.verify(app.key(), &app.config().secret, unix_now())?;
+    dispatch(route, &app, &query, &body, &ctx.adapter).await
+}
+
+impl Route {
+    /// The `route` label of the request metrics.
+    fn name(&self) -> &'static str {
+        match self {
+            Route::Events => "events",
+            Route::Batch => "batch_events",
+            Route::Channels => "channels",
+            Route::Channel(_) => "channel",
+            Route::Users(_) => "channel_users",
+            Route::Terminate(_) => "terminate_connections",
+            Route::Connections => "connections",
+        }
+    }
 }
 
 async fn dispatch(

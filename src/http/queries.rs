@@ -11,9 +11,11 @@ use crate::protocol::channel::validate;
 use crate::protocol::ChannelKind;
 
 fn check_name(app: &App, name: &str) -> Result<ChannelKind, ApiError> {
-    validate(name, app.config.max_channel_name_length).map_err(|reason| ApiError::InvalidChannel {
-        name: name.to_owned(),
-        reason,
+    validate(name, app.config().max_channel_name_length).map_err(|reason| {
+        ApiError::InvalidChannel {
+            name: name.to_owned(),
+            reason,
+        }
     })
 }
 

@@ -123,6 +123,8 @@ fn full_config() -> impl Strategy<Value = Config> {
                     server,
                     apps,
                     scaling,
+                    metrics: Default::default(),
+                    logging: Default::default(),
                 }
             },
         )

@@ -24,6 +24,8 @@ pub enum CloseCode {
     /// 4301: a client event, a subscription over a per-connection limit or a message over the
     /// rate limit was rejected. A close code only with `rate_limiting.terminate_on_limit`.
     ClientEventRejected = 4301,
+    /// 4302: a sign-in's `watchlist` had more than 100 ids (only the first 100 are watched).
+    WatchlistLimit = 4302,
 }
 
 impl CloseCode {
@@ -106,6 +108,9 @@ pub enum PusherError {
     /// More messages than the app's `rate_limiting` allows (Reverb's text).
     #[error("Rate limit exceeded")]
     MessageRateLimited,
+    /// A sign-in `watchlist` over 100 ids: the first 100 are kept and the sign-in succeeds.
+    #[error("Watchlist limit exceeded: only the first 100 user ids are watched")]
+    WatchlistLimit,
 }
 
 impl PusherError {
@@ -133,6 +138,7 @@ impl PusherError {
             | Self::EventTooLarge
             | Self::TooManyChannels
             | Self::MessageRateLimited => CloseCode::ClientEventRejected,
+            Self::WatchlistLimit => CloseCode::WatchlistLimit,
         }
     }
 
@@ -199,6 +205,7 @@ mod tests {
         assert_eq!(PusherError::SlowConsumer.code().as_u16(), 4100);
         assert_eq!(PusherError::TooManyChannels.code().as_u16(), 4301);
         assert_eq!(PusherError::MessageRateLimited.code().as_u16(), 4301);
+        assert_eq!(PusherError::WatchlistLimit.code().as_u16(), 4302);
         assert_eq!(
             PusherError::TooManyChannels.subscription_error_type(),
             "LimitReached"

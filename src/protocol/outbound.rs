@@ -161,6 +161,35 @@ pub fn signin_success(user_data: &str) -> Frame {
     frame("pusher:signin_success", None, &D { user_data })
 }
 
+/// `pusher_internal:subscription_count`: a non-presence channel's subscriptions (cluster-wide).
+pub fn subscription_count(channel: &str, count: usize) -> Frame {
+    let data = format!(r#"{{"subscription_count":{count}}}"#);
+    frame("pusher_internal:subscription_count", Some(channel), &data)
+}
+
+/// `pusher_internal:watchlist_events` (no channel): one entry per non-empty list, `online` first.
+/// pusher-js emits each entry on `pusher.user.watchlist` under its `name`.
+pub fn watchlist_events<S: AsRef<str>>(online: &[S], offline: &[S]) -> Frame {
+    #[derive(Serialize)]
+    struct Entry<'a> {
+        name: &'a str,
+        user_ids: Vec<&'a str>,
+    }
+    #[derive(Serialize)]
+    struct Events<'a> {
+        events: Vec<Entry<'a>>,
+    }
+    let mut events = Vec::with_capacity(2);
+    for (name, ids) in [("online", online), ("offline", offline)] {
+        if !ids.is_empty() {
+            let user_ids = ids.iter().map(AsRef::as_ref).collect();
+            events.push(Entry { name, user_ids });
+        }
+    }
+    let data = serde_json::to_string(&Events { events }).expect("strings serialise");
+    frame("pusher_internal:watchlist_events", None, &data)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,6 +235,19 @@ mod tests {
         assert_eq!(
             signin_success(r#"{"id":"1","name":"test"}"#).as_str(),
             r#"{"event":"pusher:signin_success","data":{"user_data":"{\"id\":\"1\",\"name\":\"test\"}"}}"#
+        );
+        assert_eq!(
+            subscription_count("my-channel", 2).as_str(),
+            r#"{"event":"pusher_internal:subscription_count","channel":"my-channel","data":"{\"subscription_count\":2}"}"#
+        );
+        assert_eq!(
+            watchlist_events(&["1"], &["2", "3"]).as_str(),
+            r#"{"event":"pusher_internal:watchlist_events","data":"{\"events\":[{\"name\":\"online\",\"user_ids\":[\"1\"]},{\"name\":\"offline\",\"user_ids\":[\"2\",\"3\"]}]}"}"#
+        );
+        let none: [&str; 0] = [];
+        assert_eq!(
+            watchlist_events(&none, &["2"]).as_str(),
+            r#"{"event":"pusher_internal:watchlist_events","data":"{\"events\":[{\"name\":\"offline\",\"user_ids\":[\"2\"]}]}"}"#
         );
         let e = subscription_error("private-x", &PusherError::Unauthorized, "bad");
         assert_eq!(

@@ -25,6 +25,7 @@ use tokio_tungstenite::WebSocketStream;
 use super::session::Session;
 use super::{Admission, SocketContext};
 use crate::apps::App;
+use crate::metrics::{CloseLabel, MessageKind, Refusal};
 use crate::outbox::{Outbox, SocketId};
 use crate::protocol::outbound;
 use crate::protocol::{PusherError, ViolationCode};
@@ -56,12 +57,12 @@ enum End {
 
 /// The WebSocket settings for a connection of `app` (unknown apps get the defaults).
 pub(super) fn ws_config(app: Option<&App>) -> WebSocketConfig {
-    let max_msg = app.map_or(10_000, |a| a.config.max_message_size);
+    let max_msg = app.map_or(10_000, |a| a.config().max_message_size);
     // The largest frame Herald writes: an event (data plus names and envelope), or a presence
     // snapshot of every member. Writes wait for the buffer to drain before the next frame, so
     // only pongs and a close reply, queued by reads, can add to it.
     let largest_frame = app.map_or(0, |a| {
-        let c = &a.config;
+        let c = &a.config();
         let event = 2 * c.max_event_bytes + c.max_channel_name_length + c.max_event_name_length;
         let members = c.max_presence_members * (c.max_presence_user_bytes + 2 * 128 + 16);
         event.max(members)
@@ -76,7 +77,7 @@ pub(super) fn ws_config(app: Option<&App>) -> WebSocketConfig {
 
 /// Runs a connection that arrived through hyper's upgrade (a kept-alive HTTP connection).
 pub(super) async fn run_upgraded(upgraded: Upgraded, ctx: Arc<SocketContext>, adm: Admission) {
-    let app = ctx.apps.by_key(&adm.app_key).cloned();
+    let app = ctx.apps.by_key(&adm.app_key);
     let config = ws_config(app.as_deref());
     let io = Wire::new(TokioIo::new(upgraded));
     // Boxed: the handshake future is short-lived and must not widen the connection's future.
@@ -101,7 +102,7 @@ pub(super) async fn run<S: Transport>(
     let open = ctx.open.fetch_add(1, Ordering::AcqRel) + 1;
     let admitted = admit(&ctx, app, &adm, open);
     if let Err(e) = &admitted {
-        log_refused(&adm.app_key, e);
+        refused(&ctx, &adm.app_key, e);
     }
     drop(adm);
     match admitted {
@@ -151,9 +152,12 @@ async fn serve<S: Transport>(
     let outbox = Outbox::new(SocketId::generate(), ctx.max_queued_frames, direct);
     ws.get_mut().attach(outbox.clone());
     let mut session = Session::new(app.clone(), ctx.adapter.clone(), outbox.clone());
-    let hello = outbound::connection_established(session.socket_id(), app.config.activity_timeout);
+    let hello =
+        outbound::connection_established(session.socket_id(), app.config().activity_timeout);
+    app.metrics.sent(MessageKind::Protocol, 1, hello.len());
     log_connected(session.socket_id(), app.id());
     // Queued (or written) before the session exists for anyone else: it goes out first.
+    super::trace::frame_out(&outbox.id(), hello.as_str());
     outbox.push_own(hello, true);
     let end = drive(ws, ctx, &mut session, &outbox, &app).await;
     session.close();
@@ -163,6 +167,7 @@ async fn serve<S: Transport>(
         outbox.discard();
     }
     app.release_connection();
+    closed(&app, &end);
     log_disconnected(session.socket_id());
     // Boxed, like every once-per-connection or once-per-ping write: only the hot loop's state
     // should live in the connection task for the whole connection.
@@ -170,6 +175,9 @@ async fn serve<S: Transport>(
 }
 
 async fn send<S: Transport>(ws: &mut WebSocketStream<Wire<S>>, msg: Message) -> Result<(), ()> {
+    if let Message::Text(text) = &msg {
+        super::trace::frame_out(&"-", text);
+    }
     match timeout(WRITE_TIMEOUT, ws.send(msg)).await {
         Ok(Ok(())) => Ok(()),
         _ => Err(()),
@@ -223,7 +231,7 @@ async fn drive<S: Transport>(
     outbox: &Outbox,
     app: &App,
 ) -> End {
-    let ping_every = Duration::from_secs(app.config.ping_interval);
+    let ping_every = Duration::from_secs(app.config().ping_interval);
     let mut last_seen = Instant::now();
     let mut pinged = false;
     let mut control_frames = false;
@@ -235,7 +243,15 @@ async fn drive<S: Transport>(
     loop {
         tokio::select! {
             biased;
-            _ = ctx.shutdown.cancelled() => return End::Close(PusherError::ShuttingDown),
+            // The app's token: a child of the server's, also cancelled when a reload removes
+            // the app (then 4001 instead of 4200).
+            _ = app.closing().cancelled() => {
+                return End::Close(if app.removed(ctx.shutdown.is_cancelled()) {
+                    PusherError::AppNotFound
+                } else {
+                    PusherError::ShuttingDown
+                });
+            }
             _ = outbox.ready() => {
                 if outbox.overflowed() {
                     return End::Close(PusherError::SlowConsumer);
@@ -299,7 +315,10 @@ async fn drive<S: Transport>(
                             return End::Gone;
                         }
                     } else {
-                        outbox.push_own(outbound::ping(), true);
+                        let ping = outbound::ping();
+                        app.metrics.sent(MessageKind::Protocol, 1, ping.len());
+                        super::trace::frame_out(&outbox.id(), ping.as_str());
+                        outbox.push_own(ping, true);
                     }
                     pinged = true;
                     timer.as_mut().reset(now + ping_every);
@@ -368,9 +387,36 @@ fn violation(err: &WsError) -> Option<ViolationCode> {
 // reserves its field set in the task's future for the whole connection (measured: +560 bytes
 // per connection for two `debug!` calls).
 
+/// Counts and logs a connection refused at admission.
 #[inline(never)]
-fn log_refused(key: &str, err: &PusherError) {
+fn refused(ctx: &SocketContext, key: &str, err: &PusherError) {
+    let why = match err {
+        PusherError::OverCapacity => Refusal::ServerCap,
+        PusherError::AppNotFound => Refusal::UnknownApp,
+        PusherError::OriginNotAllowed => Refusal::Origin,
+        PusherError::OverQuota => Refusal::AppQuota,
+        _ => Refusal::Protocol,
+    };
+    ctx.metrics.refused(why);
     tracing::debug!(key, "connection refused: {err}");
+}
+
+/// Counts an admitted connection's end by close code (and the final `pusher:error`).
+#[inline(never)]
+fn closed(app: &App, end: &End) {
+    let how = match end {
+        End::Gone => CloseLabel::Gone,
+        End::PeerClosed => CloseLabel::Client,
+        End::Violation(code) => CloseLabel::Code(code.as_u16()),
+        End::Close(err) => {
+            if *err != PusherError::SlowConsumer {
+                let frame = outbound::error(err);
+                app.metrics.sent(MessageKind::Protocol, 1, frame.len());
+            }
+            CloseLabel::Code(err.code().as_u16())
+        }
+    };
+    app.metrics.connection_closed(how);
 }
 
 #[inline(never)]

@@ -4,8 +4,7 @@
 //! head buffer is freed once the handshake is done; bytes the client sent after its head are
 //! handed to the WebSocket.
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{timeout, timeout_at, Instant};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
@@ -44,8 +43,8 @@ pub(super) enum HandshakeError {
 
 /// Reads the request head, validates it as a WebSocket upgrade and writes the 101 response.
 /// On failure an HTTP error is written when one applies; the caller then drops the stream.
-pub(super) async fn accept(
-    stream: &mut TcpStream,
+pub(super) async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
     max_head: usize,
     deadline: Instant,
 ) -> Result<Upgrade, HandshakeError> {
@@ -59,7 +58,11 @@ pub(super) async fn accept(
                 "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
                  Sec-WebSocket-Accept: {accept}\r\nX-Powered-By: Herald\r\n\r\n"
             );
-            match timeout_at(deadline, stream.write_all(resp.as_bytes())).await {
+            let write = async {
+                stream.write_all(resp.as_bytes()).await?;
+                stream.flush().await
+            };
+            match timeout_at(deadline, write).await {
                 Ok(Ok(())) => Ok(Upgrade { origin, leftover }),
                 Ok(Err(_)) => Err(HandshakeError::Closed),
                 Err(_) => Err(HandshakeError::Timeout),
@@ -78,7 +81,11 @@ pub(super) async fn accept(
                     reason_phrase(code),
                     msg.len()
                 );
-                let _ = timeout(ERROR_WRITE, stream.write_all(resp.as_bytes())).await;
+                let write = async {
+                    stream.write_all(resp.as_bytes()).await?;
+                    stream.flush().await
+                };
+                let _ = timeout(ERROR_WRITE, write).await;
             }
             Err(e)
         }
@@ -86,8 +93,8 @@ pub(super) async fn accept(
 }
 
 /// Reads until the blank line that ends the head; returns the head and whatever followed it.
-async fn read_head(
-    stream: &mut TcpStream,
+async fn read_head<S: AsyncRead + Unpin>(
+    stream: &mut S,
     max_head: usize,
     deadline: Instant,
 ) -> Result<(Vec<u8>, Vec<u8>), HandshakeError> {

@@ -6,8 +6,13 @@
 
 mod connection;
 mod handshake;
+mod rewind;
 pub mod session;
+pub mod trace;
 mod wire;
+
+pub use rewind::Rewind;
+pub(crate) use wire::IntoTransport;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -43,6 +48,8 @@ pub struct SocketContext {
     pub max_connections: usize,
     /// Open WebSocket connections, all apps.
     pub open: AtomicUsize,
+    /// Refused connections by reason.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl SocketContext {
@@ -145,14 +152,25 @@ pub enum Sniff {
     Closed,
 }
 
+/// Bytes looked at to recognise a WebSocket request.
+pub const SNIFF_BYTES: usize = 1024;
+
 /// Peeks (without consuming) at a new connection's request line; waits for its first bytes.
 pub async fn sniff(stream: &TcpStream, prefix: &str) -> Sniff {
-    let mut buf = [0u8; 1024];
+    let mut buf = [0u8; SNIFF_BYTES];
     let n = match stream.peek(&mut buf).await {
         Ok(0) | Err(_) => return Sniff::Closed,
         Ok(n) => n,
     };
-    let data = &buf[..n];
+    sniff_bytes(&buf[..n], prefix)
+}
+
+/// Recognises a WebSocket request from a connection's first bytes (already read, on a TLS
+/// connection, where they are replayed with [`Rewind`]); an incomplete request line is `Http`.
+pub fn sniff_bytes(data: &[u8], prefix: &str) -> Sniff {
+    if data.is_empty() {
+        return Sniff::Closed;
+    }
     let sniffed = (|| {
         let end = data.iter().position(|&b| b == b'\r' || b == b'\n')?;
         let line = std::str::from_utf8(&data[..end]).ok()?;
@@ -189,8 +207,9 @@ pub struct HeadBudget {
 }
 
 /// Completes the WebSocket handshake on a sniffed connection, within `budget`, and runs it.
-pub async fn accept(
-    mut stream: TcpStream,
+/// `S` is the plain `TcpStream`, or a TLS stream wrapped in [`Rewind`].
+pub(crate) async fn accept<S: IntoTransport>(
+    mut stream: S,
     sniffed: Sniffed,
     ctx: Arc<SocketContext>,
     budget: HeadBudget,
@@ -210,9 +229,9 @@ pub async fn accept(
             return;
         }
     };
-    let app = ctx.apps.by_key(&sniffed.app_key).cloned();
+    let app = ctx.apps.by_key(&sniffed.app_key);
     let config = connection::ws_config(app.as_deref());
-    let stream = wire::Wire::new(wire::SharedTcp(Arc::new(stream)));
+    let stream = wire::Wire::new(stream.into_transport());
     let ws = if upgrade.leftover.is_empty() {
         WebSocketStream::from_raw_socket(stream, Role::Server, Some(config)).await
     } else {

@@ -13,10 +13,13 @@ use crate::adapter::Adapter;
 use crate::apps::App;
 use crate::auth;
 use crate::channels::MemberData;
+use crate::metrics::{AuthFailure, MessageKind, RateLimit as Limit};
 use crate::outbox::{Outbox, SocketId};
 use crate::protocol::channel::{validate, SERVER_TO_USER_PREFIX};
 use crate::protocol::outbound;
 use crate::protocol::{Access, ChannelKind, ClientMessage, PusherError};
+use crate::watchlist::parse_watchlist;
+use crate::webhooks::ClientEvent;
 
 /// A refused subscription: the detail for `pusher:subscription_error` and the protocol error.
 type Refusal = (String, PusherError);
@@ -79,19 +82,35 @@ impl Session {
         self.outbox.id()
     }
 
+    /// Queues a protocol frame (a reply) on this socket's outbox, counted.
+    fn reply(&self, frame: outbound::Frame) {
+        self.app.metrics.sent(MessageKind::Protocol, 1, frame.len());
+        self.outbox.try_send(frame);
+    }
+
     fn send_error(&self, err: &PusherError) {
-        self.outbox.try_send(outbound::error(err));
+        self.reply(outbound::error(err));
     }
 
     /// Handles one text frame.
     pub fn handle_text(&mut self, text: &str) {
+        super::trace::frame_in(&self.socket_id, text);
         if !self.within_message_limit() {
+            self.app.metrics.received(MessageKind::Protocol, text.len());
             return;
         }
         match crate::protocol::inbound::parse(text) {
-            Ok(msg) => self.handle(msg),
+            Ok(msg) => {
+                let kind = match msg {
+                    ClientMessage::ClientEvent { .. } => MessageKind::ClientEvent,
+                    _ => MessageKind::Protocol,
+                };
+                self.app.metrics.received(kind, text.len());
+                self.handle(msg)
+            }
             Err(e) => {
-                tracing::debug!(socket = %self.socket_id, "invalid message: {e}");
+                self.app.metrics.received(MessageKind::Protocol, text.len());
+                log_invalid(&self.socket_id, &e);
                 self.send_error(&e);
             }
         }
@@ -100,7 +119,7 @@ impl Session {
     /// Counts a message against the app's `rate_limiting`; over it, answers 4301 (or asks the
     /// connection to close with 4301) and returns false.
     fn within_message_limit(&mut self) -> bool {
-        let limit = self.app.config.rate_limiting;
+        let limit = self.app.config().rate_limiting;
         if !limit.enabled {
             return true;
         }
@@ -115,6 +134,7 @@ impl Session {
             self.messages.count += 1;
             return true;
         }
+        self.app.metrics.rate_limited(Limit::Messages);
         if limit.terminate_on_limit {
             self.outbox.close(PusherError::MessageRateLimited);
         } else {
@@ -125,9 +145,7 @@ impl Session {
 
     fn handle(&mut self, msg: ClientMessage) {
         match msg {
-            ClientMessage::Ping => {
-                self.outbox.try_send(outbound::pong());
-            }
+            ClientMessage::Ping => self.reply(outbound::pong()),
             ClientMessage::Pong | ClientMessage::Ignored => {}
             ClientMessage::Subscribe {
                 channel,
@@ -158,7 +176,7 @@ impl Session {
     }
 
     fn subscribe(&mut self, channel: String, auth: Option<String>, data: Option<String>) {
-        let full = self.channels.len() >= self.app.config.max_channels_per_connection
+        let full = self.channels.len() >= self.app.config().max_channels_per_connection
             && !self.channels.contains_key(channel.as_str());
         let result = if full {
             let err = PusherError::TooManyChannels;
@@ -178,10 +196,12 @@ impl Session {
                     .insert(channel.into_boxed_str(), member.map(|m| m.key));
             }
             Err((detail, err)) => {
-                tracing::debug!(socket = %self.socket_id, %channel, "subscription refused: {detail}");
+                if err == PusherError::Unauthorized {
+                    self.app.metrics.auth_failed(AuthFailure::ChannelAuth);
+                }
+                log_refused_subscription(&self.socket_id, &channel, &err, &detail);
                 if err != PusherError::InvalidMessage {
-                    let frame = outbound::subscription_error(&channel, &err, &detail);
-                    self.outbox.try_send(frame);
+                    self.reply(outbound::subscription_error(&channel, &err, &detail));
                 }
                 self.send_error(&err);
             }
@@ -197,7 +217,7 @@ impl Session {
         data: Option<&str>,
     ) -> Result<(ChannelKind, Option<MemberData>), Refusal> {
         let app = &self.app;
-        let kind = validate(channel, app.config.max_channel_name_length)
+        let kind = validate(channel, app.config().max_channel_name_length)
             .map_err(|e| (e.to_string(), PusherError::InvalidChannel))?;
         let unauthorized = |detail: String| (detail, PusherError::Unauthorized);
         let check = |signed_data: Option<&str>| {
@@ -206,7 +226,7 @@ impl Session {
                 .ok_or_else(|| unauthorized("Missing auth signature".to_owned()))?;
             auth::verify_channel(
                 app.key(),
-                app.secret(),
+                &app.config().secret,
                 &self.socket_id,
                 channel,
                 signed_data,
@@ -221,7 +241,7 @@ impl Session {
                 None
             }
             Access::Presence => {
-                let max = app.config.max_presence_user_bytes;
+                let max = app.config().max_presence_user_bytes;
                 let as_err = |e: PusherError| (e.to_string(), e);
                 match (data, &self.user) {
                     (Some(d), _) => {
@@ -254,35 +274,60 @@ impl Session {
 
     fn sign_in(&mut self, auth: &str, user_data: &str) {
         let app = &self.app;
-        let verified = auth::verify_user(app.key(), app.secret(), &self.socket_id, user_data, auth);
+        let verified = auth::verify_user(
+            app.key(),
+            &app.config().secret,
+            &self.socket_id,
+            user_data,
+            auth,
+        );
         #[derive(serde::Deserialize)]
         struct UserData {
             id: serde_json::Value,
             #[serde(default)]
             user_info: Option<Box<RawValue>>,
+            #[serde(default)]
+            watchlist: Option<serde_json::Value>,
         }
         let parsed = serde_json::from_str::<UserData>(user_data)
             .ok()
             .and_then(|u| match u.id {
-                serde_json::Value::String(id) if !id.is_empty() => Some((id, u.user_info)),
+                serde_json::Value::String(id) if !id.is_empty() => {
+                    Some((id, u.user_info, u.watchlist))
+                }
                 _ => None,
             });
-        let (id, info) = match (verified, parsed) {
+        let (id, info, watchlist) = match (verified, parsed) {
             (Ok(()), Some(user)) => user,
             (verified, _) => {
-                tracing::debug!(socket = %self.socket_id, ?verified, "sign-in refused");
+                self.app.metrics.auth_failed(AuthFailure::Signin);
+                log_refused_signin(&self.socket_id, verified.is_ok());
                 return self.send_error(&PusherError::SigninFailed);
             }
         };
-        match &self.user {
+        let first = match &self.user {
             Some(current) if current.id != id => {
                 return self.send_error(&PusherError::SigninFailed)
             }
-            Some(_) => {}
-            None => self.adapter.sign_in(&self.app, &id, &self.outbox),
+            Some(_) => false,
+            None => true,
+        };
+        self.reply(outbound::signin_success(user_data));
+        if first {
+            // Watchlist events: the first 100 ids are watched; more is reported, not refused.
+            let watchlist = if self.app.config().watchlist_events {
+                let (ids, cut) = parse_watchlist(watchlist.as_ref());
+                if cut {
+                    self.send_error(&PusherError::WatchlistLimit);
+                }
+                ids
+            } else {
+                Vec::new()
+            };
+            self.adapter
+                .sign_in(&self.app, &id, &self.outbox, watchlist);
         }
         self.user = Some(User { id, info });
-        self.outbox.try_send(outbound::signin_success(user_data));
     }
 
     fn client_event(
@@ -291,7 +336,7 @@ impl Session {
         channel: &str,
         data: Option<&str>,
     ) -> Result<(), PusherError> {
-        let cfg = &self.app.config;
+        let cfg = &self.app.config();
         if !self.app.client_events_enabled() {
             return Err(PusherError::ClientEventsDisabled);
         }
@@ -311,6 +356,7 @@ impl Session {
             };
         }
         if self.rate.count >= cfg.client_events_per_second {
+            self.app.metrics.rate_limited(Limit::ClientEvents);
             return Err(PusherError::RateLimited);
         }
         self.rate.count += 1;
@@ -321,7 +367,14 @@ impl Session {
             return Err(PusherError::EventTooLarge);
         }
         let frame = outbound::event(event, channel, data, member.as_deref());
-        self.adapter.relay(&self.app, channel, &frame, self.id())
+        let hook = ClientEvent {
+            event,
+            data,
+            socket_id: &self.socket_id,
+            user_id: member.as_deref(),
+        };
+        self.adapter
+            .relay(&self.app, channel, &frame, self.id(), hook)
     }
 
     /// Leaves every channel and forgets the sign-in; called once when the connection ends.
@@ -334,4 +387,32 @@ impl Session {
             self.adapter.sign_out(&self.app, &user.id, self.outbox.id());
         }
     }
+}
+
+#[inline(never)]
+fn log_invalid(socket: &str, err: &PusherError) {
+    tracing::debug!(socket, "invalid message: {err}");
+}
+
+/// Logs a refused subscription without the signed string an auth failure quotes (it holds
+/// `channel_data`): only the error for auth failures, other details truncated.
+#[inline(never)]
+fn log_refused_subscription(socket: &str, channel: &str, err: &PusherError, detail: &str) {
+    if *err == PusherError::Unauthorized {
+        tracing::debug!(socket, channel, "subscription refused: {err}");
+    } else {
+        let detail = super::trace::truncate(detail, 120);
+        tracing::debug!(socket, channel, "subscription refused: {detail}");
+    }
+}
+
+/// Logs a refused sign-in without the signature or `user_data`.
+#[inline(never)]
+fn log_refused_signin(socket: &str, signature_ok: bool) {
+    let why = if signature_ok {
+        "user_data has no non-empty string id"
+    } else {
+        "bad signature"
+    };
+    tracing::debug!(socket, "sign-in refused: {why}");
 }

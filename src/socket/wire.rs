@@ -2,8 +2,9 @@
 //! frames (pongs, pings, close) but sends every write through the socket's [`Outbox`], the one
 //! ordered path that publishers also write into, so tungstenite's frames and broadcast frames
 //! never interleave. [`Transport`] says whether publishers may write straight into the socket:
-//! plain TCP ([`SharedTcp`]) can, any other stream (a hyper-upgraded connection, TLS) cannot and
-//! is written only by its task, from the outbox's queue.
+//! plain TCP ([`SharedTcp`]) can, any other stream (a hyper-upgraded connection, TLS through
+//! [`Rewind`]) cannot and is written only by its task, from the outbox's queue
+//! ([`IntoTransport`] picks which when a connection is accepted).
 
 use std::io;
 use std::pin::Pin;
@@ -16,6 +17,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+use super::Rewind;
 use crate::outbox::Outbox;
 use crate::protocol::outbound::Frame;
 
@@ -28,6 +30,32 @@ pub(crate) trait Transport: AsyncRead + AsyncWrite + Unpin {
 }
 
 impl Transport for TokioIo<Upgraded> {}
+
+/// TLS (any stream replayed through [`Rewind`]): encrypted, so only its task writes it.
+impl<S: AsyncRead + AsyncWrite + Unpin> Transport for Rewind<S> {}
+
+/// A stream accepted on the listener, as the [`Transport`] its connection runs on once the
+/// handshake is done.
+pub(crate) trait IntoTransport: AsyncRead + AsyncWrite + Unpin {
+    /// What the connection runs on.
+    type Transport: Transport;
+    /// Converts the stream (plain TCP becomes shareable with publishers).
+    fn into_transport(self) -> Self::Transport;
+}
+
+impl IntoTransport for TcpStream {
+    type Transport = SharedTcp;
+    fn into_transport(self) -> SharedTcp {
+        SharedTcp(Arc::new(self))
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> IntoTransport for Rewind<S> {
+    type Transport = Self;
+    fn into_transport(self) -> Self {
+        self
+    }
+}
 
 /// Plain TCP, shared: the connection task reads and writes queued frames through this handle,
 /// publishers write through the outbox's clone of the same socket.

@@ -120,3 +120,16 @@ export function collector() {
   });
   return cb;
 }
+
+// A pusher-js client signed in as `user` (through `signer`), with every watchlist event
+// (`online` / `offline`) collected in `events`.
+export async function signedInWatching(t, port, key, signer, user) {
+  const p = pusherClient(t, port, key, { signer, user });
+  const events = collector();
+  p.user.watchlist.bind('online', (e) => events(e));
+  p.user.watchlist.bind('offline', (e) => events(e));
+  await waitState(p, 'connected');
+  p.signin();
+  await p.user.signinDonePromise;
+  return { p, events };
+}

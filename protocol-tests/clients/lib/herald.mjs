@@ -1,6 +1,7 @@
 // Starts a real herald binary with a generated TOML config on 127.0.0.1:<free port>.
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import https from 'node:https';
 import net from 'node:net';
 import path from 'node:path';
 
@@ -19,6 +20,7 @@ export function freePort() {
 function tomlValue(v) {
   if (Array.isArray(v)) return `[${v.map(tomlValue).join(', ')}]`;
   if (typeof v === 'string') return JSON.stringify(v);
+  if (v && typeof v === 'object') return `{ ${Object.entries(v).map(([k, x]) => `${JSON.stringify(k)} = ${tomlValue(x)}`).join(', ')} }`;
   return String(v);
 }
 
@@ -37,9 +39,19 @@ export function toToml({ server = {}, apps = [], tables = {} }) {
   return out;
 }
 
+// GET https://localhost:port/path trusting `ca` (PEM); resolves to the status code.
+export function httpsStatus(port, path, ca, ms = 1000) {
+  return new Promise((resolve, reject) => {
+    const req = https.get({ host: '127.0.0.1', servername: 'localhost', port, path, ca, timeout: ms }, (res) => { res.resume(); resolve(res.statusCode); });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+  });
+}
+
 export class Herald {
-  constructor(bin, name, config, extraArgs = []) {
-    this.bin = bin; this.name = name; this.config = config; this.extraArgs = extraArgs;
+  // opts.ca: the server speaks TLS; readiness is checked over https trusting this CA (PEM).
+  constructor(bin, name, config, extraArgs = [], opts = {}) {
+    this.bin = bin; this.name = name; this.config = config; this.extraArgs = extraArgs; this.opts = opts;
     this.configPath = path.join(ARTIFACTS, `${name}.toml`);
     this.logPath = path.join(ARTIFACTS, `herald-${name}.log`);
     this.proc = null;
@@ -56,17 +68,26 @@ export class Herald {
     } else {
       args = ['start', ...this.extraArgs]; // config = null: caller passes everything (e.g. --env-file)
     }
+    const logStart = fs.existsSync(this.logPath) ? fs.statSync(this.logPath).size : 0;
     const log = fs.openSync(this.logPath, 'a');
     fs.writeSync(log, `\n===== ${new Date().toISOString()} start ${this.name} on ${this.port}: ${args.join(' ')} =====\n`);
     this.proc = spawn(this.bin, args, { stdio: ['ignore', log, log], env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info' } });
     fs.closeSync(log);
     this.exited = new Promise((res) => this.proc.on('exit', (code, signal) => { this.exitInfo = { code, signal }; res(this.exitInfo); }));
     const deadline = Date.now() + 20000;
+    // With SO_REUSEPORT another herald on the port may answer /up: this one is up once it has
+    // also logged its own "listening on" line.
+    const listening = () => fs.readFileSync(this.logPath).subarray(logStart).toString().includes('listening on');
     while (Date.now() < deadline) {
       if (this.exitInfo) throw new Error(`herald ${this.name} exited early (${JSON.stringify(this.exitInfo)}); see ${this.logPath}`);
       try {
-        const r = await fetch(`http://127.0.0.1:${this.port}${this.prefix}/up`, { signal: AbortSignal.timeout(1000) });
-        if (r.status > 0) { await r.text(); return this; }
+        if (this.opts.ca) {
+          if (await httpsStatus(this.port, `${this.prefix}/up`, this.opts.ca) > 0 && listening()) return this;
+        } else {
+          const r = await fetch(`http://127.0.0.1:${this.port}${this.prefix}/up`, { signal: AbortSignal.timeout(1000) });
+          await r.text();
+          if (r.status > 0 && listening()) return this;
+        }
       } catch { /* not yet */ }
       await new Promise((r) => setTimeout(r, 100));
     }

@@ -27,6 +27,12 @@ export const R = {
   prefix: 'path prefix',
   shut: 'graceful shutdown and reconnect',
   echo: 'Laravel Echo flows',
+  watch: 'watchlist events',
+  subcount: 'subscription count',
+  tls: 'TLS (wss and https)',
+  reload: 'config reload (SIGHUP)',
+  restart: 'zero-downtime restart',
+  wh: 'webhooks',
 };
 
 let n = 0;

@@ -15,7 +15,7 @@ import { chromium } from 'playwright-core';
 import { check, assert, eq, deepEq, sleep, fail, summary } from '../lib/harness.mjs';
 import { connect, open } from '../lib/raw.mjs';
 import { sdk, viaSdk, signed } from '../lib/http.mjs';
-import { pusherClient, echoClient, waitState, once, collector } from '../lib/clients.mjs';
+import { pusherClient, echoClient, waitState, once, collector, signedInWatching } from '../lib/clients.mjs';
 import { py, pyOk } from '../lib/python.mjs';
 import { Cluster } from '../lib/cluster.mjs';
 import { R, uniq } from '../lib/rows.mjs';
@@ -66,12 +66,13 @@ export default async function (env) {
   const { bin, apps } = env;
   const M = apps.main, Q = apps.noclient; // Q: only the connection-count check opens sockets of it
   const S = apps.small, QA = apps.quota;  // 2 presence members; 2 connections
+  const W = apps.watch; // watchlist_events and subscription_count on
   const serverApp = (a) => Object.fromEntries(Object.entries(a).filter(([k]) => k !== 'masterKey'));
   // Self-tests of these checks: CHECK_CLUSTER_SINGLE=1 (one plain herald stands for the 3 nodes:
   // every check must pass except the 7 that need Redis or stop a node) and CHECK_SABOTAGE=cluster
   // (3 plain heralds sharing nothing: every check must fail).
   const unlinked = (process.env.CHECK_SABOTAGE || '').split(',').includes('cluster');
-  const cl = new Cluster(bin, NODES, { apps: [M, Q, S, QA].map(serverApp), name: 'cluster', single: !!process.env.CHECK_CLUSTER_SINGLE, unlinked });
+  const cl = new Cluster(bin, NODES, { apps: [M, Q, S, QA, W].map(serverApp), name: 'cluster', single: !!process.env.CHECK_CLUSTER_SINGLE, unlinked });
   if (cl.single) console.error('(CHECK_CLUSTER_SINGLE: one plain herald stands for the 3 nodes; the 7 checks that need Redis or stop a node fail by design)');
   const signer = sdk(0, M); // signs only (channel auth, user auth): no HTTP
   const api = (i, app = M) => sdk(cl.port(i), app);
@@ -195,6 +196,34 @@ export default async function (env) {
         eq(c.all.filter((x) => x.event === 'welcome').length, 1, `copies on node ${i}`);
       }
       eq(other.all.filter((x) => x.event === 'welcome').length, 0, 'events at another user');
+    });
+    await C(R.watch, 'pusher-js watchlist on node 0: a watched user signing in on node 1 and on node 2 is online once; offline once when both have gone', async (t) => {
+      const wsigner = sdk(0, W);
+      const a = uniq('cl-wa'), b = uniq('cl-wb');
+      const signedIn = (node, user) => signedInWatching(t, cl.port(node), W.key, wsigner, user);
+      const { events } = await signedIn(0, { id: a, watchlist: [b] });
+      deepEq(await events.wait(() => true, PROPAGATION, 'snapshot'), { name: 'offline', user_ids: [b] }, 'snapshot');
+      const b1 = await signedIn(1, { id: b }), b2 = await signedIn(2, { id: b });
+      deepEq(await events.wait((e) => e.name === 'online', PROPAGATION, 'online'), { name: 'online', user_ids: [b] }, 'online');
+      // signin_success does not wait for Redis: let node 2's hold of the user reach it before
+      // node 1's socket leaves (transitions follow Redis's order, see docs/protocol.md).
+      await sleep(QUIET);
+      eq(events.items.length, 2, `a second node signing the user in announces nothing: ${JSON.stringify(events.items)}`);
+      b1.p.disconnect();
+      await sleep(QUIET);
+      eq(events.items.length, 2, `events while node 2 still holds the user: ${JSON.stringify(events.items)}`);
+      b2.p.disconnect();
+      await events.wait((e) => e.name === 'offline' && events.items.length === 3, PROPAGATION, 'offline');
+      deepEq(events.items[2], { name: 'offline', user_ids: [b] }, 'offline');
+    });
+    await C(R.subcount, 'pusher-js subscribers on nodes 0, 1 and 2: channel.subscriptionCount counts every node', async (t) => {
+      const name = uniq('cl-count');
+      const chans = [];
+      for (const n of [0, 1, 2]) { const p = pusherClient(t, cl.port(n), W.key); const ch = p.subscribe(name); const counts = collector(); ch.bind('pusher:subscription_count', (d) => counts(d)); chans.push({ ch, counts }); }
+      for (const [i, { ch, counts }] of chans.entries()) {
+        await counts.wait((d) => d.subscription_count === 3, PROPAGATION, `count 3 on node ${i}`);
+        eq(ch.subscriptionCount, 3, `channel.subscriptionCount on node ${i}`);
+      }
     });
     await C(R.term, 'node SDK terminateUserConnections on node 0 closes the user\'s sockets on nodes 1 and 2 (4009); other users stay', async (t) => {
       const uid = uniq('cl-term'), keep = uniq('cl-keep');
