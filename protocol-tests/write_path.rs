@@ -196,3 +196,107 @@ async fn shutdown_after_queued_frames_sends_them_then_4200() {
     }
     slow.expect_error_and_close(4200, None).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribes_racing_a_flood_get_succeeded_first_then_every_later_event_in_order() {
+    let mut cfg = config();
+    cfg.server.max_request_size = 4_000_000;
+    let srv = start(cfg).await;
+    let api = srv.api();
+    // One publisher floods `c` (events in batches of 10: busy sockets, queued frames, direct
+    // writes, all mixed) while 20 sockets subscribe one after another, then sends a last one.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (api2, done2) = (api.clone(), done.clone());
+    let flood = tokio::spawn(async move {
+        let mut sent = 0;
+        while !done2.load(std::sync::atomic::Ordering::Relaxed) && sent < 5000 {
+            let items: Vec<Value> = (0..10)
+                .map(|k| json!({"name":"e","channel":"c","data": data("f", sent + k, 300)}))
+                .collect();
+            let (s, b) = api2.batch(Value::Array(items)).await;
+            assert_eq!(s, 200, "{b}");
+            sent += 10;
+        }
+        sent
+    });
+    let mut subs = Vec::new();
+    for _ in 0..20 {
+        let mut c = srv.client().await;
+        // Asserts that the first frame after the subscribe is subscription_succeeded.
+        c.subscribe("c").await;
+        subs.push(c);
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let last = flood.await.unwrap();
+    let item = json!([{"name":"e","channel":"c","data": data("f", last, 300)}]);
+    assert_eq!(api.batch(item).await.0, 200);
+    for (n, c) in subs.iter_mut().enumerate() {
+        // From its first event on, a subscriber gets every later one, in publish order.
+        let mut next = None;
+        while next != Some(last + 1) {
+            let v = c
+                .recv_within(Duration::from_secs(10))
+                .await
+                .unwrap_or_else(|| panic!("subscriber {n}: stopped at {next:?}"));
+            let (tag, i) = tag_seq(&v);
+            assert_eq!(tag, "f");
+            if let Some(want) = next {
+                assert_eq!(i, want, "subscriber {n}: events in order, none missing");
+            }
+            next = Some(i + 1);
+        }
+        c.sync().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_members_joining_at_once_get_the_snapshot_first_and_all_converge() {
+    let mut cfg = config();
+    cfg.apps[0].max_presence_members = 1000;
+    let srv = start(cfg).await;
+    const N: usize = 40;
+    let mut clients = Vec::new();
+    for _ in 0..N {
+        clients.push(srv.client().await);
+    }
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(N));
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut c)| {
+            let start = start.clone();
+            tokio::spawn(async move {
+                start.wait().await;
+                let data = format!(r#"{{"user_id":"u{i}"}}"#);
+                // Asserts the first frame is the snapshot.
+                let presence = c.subscribe_presence("presence-p", &data).await;
+                let mut known: std::collections::HashSet<String> = presence["ids"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_str().unwrap().to_owned())
+                    .collect();
+                assert!(known.contains(&format!("u{i}")), "a member sees itself");
+                while known.len() < N {
+                    let v = c
+                        .recv_within(Duration::from_secs(10))
+                        .await
+                        .unwrap_or_else(|| panic!("member {i}: {} of {N} known", known.len()));
+                    assert_eq!(v["event"], "pusher_internal:member_added", "{v}");
+                    let d: Value = serde_json::from_str(v["data"].as_str().unwrap()).unwrap();
+                    let id = d["user_id"].as_str().unwrap().to_owned();
+                    assert!(known.insert(id.clone()), "member {i}: {id} added twice");
+                }
+                c
+            })
+        })
+        .collect();
+    let mut members = Vec::new();
+    for t in tasks {
+        members.push(t.await.expect("member converges"));
+    }
+    for c in &mut members {
+        c.expect_nothing(50).await;
+    }
+}
