@@ -193,6 +193,10 @@ impl Outbox {
             self.0.wake.notify_one();
             return false;
         }
+        if !st.frames.is_empty() || st.writing {
+            // The task has not caught up: keep batching for a while.
+            st.backlog_ms = now;
+        }
         st.frames.push_back(frame);
         drop(st);
         self.0.wake.notify_one();
