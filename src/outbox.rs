@@ -84,12 +84,13 @@ struct Batch {
 
 #[derive(Default)]
 struct State {
-    /// Frames not yet (completely) in the kernel, in order; the front one may be partly written.
+    /// Frames queued for the socket's task, in order; the front one may be partly written (by a
+    /// publisher's direct write that the kernel took only part of).
     frames: VecDeque<Frame>,
     /// Bytes of the front frame already written.
     written: usize,
-    /// The socket itself, for publishers to write into while nothing is queued (plain TCP only;
-    /// TLS and hyper-upgraded streams always go through the queue and the socket's task).
+    /// The socket itself, for publishers to write into while it is idle (plain TCP only; TLS
+    /// and hyper-upgraded streams always go through the queue and the socket's task).
     direct: Option<Arc<TcpStream>>,
     /// No more broadcast frames: the socket is closing.
     sealed: bool,
@@ -111,9 +112,8 @@ const MAX_SLICES: usize = 64;
 
 /// A socket sent a frame less than this many milliseconds ago gets the next one queued rather
 /// than written directly: above ~200 frames/s per socket its task then writes several frames
-/// per `writev` instead of one `write()` per frame (measured: 0.6x the single-write floor at
-/// ~500 events/s to 500 sockets, against 1.0x with direct writes); at ordinary rates every frame
-/// is written directly.
+/// per `writev` instead of one `write()` per frame (see docs/performance.md for the figures);
+/// at ordinary rates every frame is written directly.
 const BUSY_MS: u32 = 5;
 
 /// A socket whose task fell behind (a frame found others still queued) less than this many
@@ -122,7 +122,8 @@ const BUSY_MS: u32 = 5;
 /// task keeps up again for this long, publishers write into it directly again.
 const BACKLOG_MS: u32 = 50;
 
-/// Milliseconds since the first call (wrapping): a cheap clock for [`BUSY_MS`].
+/// Milliseconds since the first call (wrapping): a cheap clock for [`BUSY_MS`] and
+/// [`BACKLOG_MS`].
 fn now_ms() -> u32 {
     static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
     EPOCH
@@ -139,7 +140,7 @@ impl fmt::Debug for Outbox {
 
 impl Outbox {
     /// An empty outbox holding at most `capacity` frames, writing directly into `direct` (the
-    /// socket) whenever nothing is queued.
+    /// socket) while it is idle.
     pub fn new(id: SocketId, capacity: usize, direct: Option<Arc<TcpStream>>) -> Self {
         Self(Arc::new(Shared {
             id,
@@ -160,9 +161,9 @@ impl Outbox {
         self.0.id
     }
 
-    /// Sends a frame without waiting: written straight into the socket when nothing is queued
-    /// (the kernel takes it whole or the rest is queued, so frames stay whole and in order),
-    /// else queued for the socket's task. A full queue marks the socket for closing with 4100
+    /// Sends a frame without waiting: written straight into the socket when it is idle (the
+    /// kernel takes it whole or the rest is queued, so frames stay whole and in order), else
+    /// queued for the socket's task. A full queue marks the socket for closing with 4100
     /// (slow consumer) and drops the frame; returns whether the frame was taken.
     pub fn try_send(&self, frame: Frame) -> bool {
         crate::socket::trace::frame_out(&self.0.id, frame.as_str());
