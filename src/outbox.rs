@@ -1,14 +1,20 @@
-//! [`SocketId`] and [`Outbox`]: the bounded queue of pre-serialised frames for one socket plus a
-//! close request. It is the only handle anyone outside a socket's task holds to that socket, so
-//! fan-out never awaits a socket: it pushes a shared frame or, when the queue is full, asks the
-//! socket to close with 4100.
+//! [`SocketId`] and [`Outbox`]: the write side of one socket. A publisher writes a pre-encoded
+//! frame straight into the socket (`try_write`) when the socket is idle: nothing queued, no
+//! frame in the last [`BUSY_MS`], no backlog in the last [`BACKLOG_MS`]. Otherwise, or when the
+//! kernel takes only part of it, the frame goes to a bounded queue that the socket's own task
+//! writes out, everything queued in one `writev`. It is the only handle anyone outside a socket's
+//! task holds to that socket, so fan-out never awaits a socket: it writes or queues a shared
+//! frame or, when the queue is full, asks the socket to close with 4100.
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::io::{self, IoSlice};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 
 use parking_lot::Mutex;
+use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
 use crate::protocol::outbound::Frame;
@@ -62,14 +68,68 @@ struct Shared {
     id: SocketId,
     capacity: usize,
     state: Mutex<State>,
+    /// The frames the socket's task took from the queue and is writing, outside `state`'s lock
+    /// (publishers are never held up by a write in progress). Only that task locks it.
+    batch: Mutex<Batch>,
     wake: Notify,
+}
+
+/// Frames being written by the socket's task, in order; the front one may be partly written.
+#[derive(Default)]
+struct Batch {
+    frames: VecDeque<Frame>,
+    /// Bytes of the front frame already written.
+    written: usize,
 }
 
 #[derive(Default)]
 struct State {
+    /// Frames queued for the socket's task, in order; the front one may be partly written (by a
+    /// publisher's direct write that the kernel took only part of).
     frames: VecDeque<Frame>,
+    /// Bytes of the front frame already written.
+    written: usize,
+    /// The socket itself, for publishers to write into while it is idle (plain TCP only; TLS
+    /// and hyper-upgraded streams always go through the queue and the socket's task).
+    direct: Option<Arc<TcpStream>>,
+    /// No more broadcast frames: the socket is closing.
+    sealed: bool,
+    /// The task holds a batch not yet completely written: nobody may write directly.
+    writing: bool,
+    /// Frames in that batch (counted against `capacity` until the batch is done).
+    inflight: usize,
+    /// When the last frame was handed over, in [`now_ms`] units.
+    last_ms: u32,
+    /// When a frame last joined a queue that already held frames (the task had not caught up:
+    /// batching pays), in [`now_ms`] units.
+    backlog_ms: u32,
     /// Set once; the socket task sends the matching `pusher:error` (if any) and closes.
     close: Option<PusherError>,
+}
+
+/// Most frames handed to the kernel in one `writev`.
+const MAX_SLICES: usize = 64;
+
+/// A socket sent a frame less than this many milliseconds ago gets the next one queued rather
+/// than written directly: above ~200 frames/s per socket its task then writes several frames
+/// per `writev` instead of one `write()` per frame (see docs/performance.md for the figures);
+/// at ordinary rates every frame is written directly.
+const BUSY_MS: u32 = 5;
+
+/// A socket whose task fell behind (a frame found others still queued) less than this many
+/// milliseconds ago keeps queueing: on a saturated server, frames then leave in batches (one
+/// `writev` each) instead of one `write()` per delivery on the publisher's thread. Once its
+/// task keeps up again for this long, publishers write into it directly again.
+const BACKLOG_MS: u32 = 50;
+
+/// Milliseconds since the first call (wrapping): a cheap clock for [`BUSY_MS`] and
+/// [`BACKLOG_MS`].
+fn now_ms() -> u32 {
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    EPOCH
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis() as u32
 }
 
 impl fmt::Debug for Outbox {
@@ -79,12 +139,19 @@ impl fmt::Debug for Outbox {
 }
 
 impl Outbox {
-    /// An empty outbox holding at most `capacity` frames.
-    pub fn new(id: SocketId, capacity: usize) -> Self {
+    /// An empty outbox holding at most `capacity` frames, writing directly into `direct` (the
+    /// socket) while it is idle.
+    pub fn new(id: SocketId, capacity: usize, direct: Option<Arc<TcpStream>>) -> Self {
         Self(Arc::new(Shared {
             id,
             capacity,
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                direct,
+                last_ms: now_ms().wrapping_sub(BUSY_MS),
+                backlog_ms: now_ms().wrapping_sub(BACKLOG_MS),
+                ..State::default()
+            }),
+            batch: Mutex::new(Batch::default()),
             wake: Notify::new(),
         }))
     }
@@ -94,23 +161,70 @@ impl Outbox {
         self.0.id
     }
 
-    /// Queues a frame without waiting. A full queue marks the socket for closing with 4100
-    /// (slow consumer) and drops the frame; returns whether the frame was queued.
+    /// Sends a frame without waiting: written straight into the socket when it is idle (the
+    /// kernel takes it whole or the rest is queued, so frames stay whole and in order), else
+    /// queued for the socket's task. A full queue marks the socket for closing with 4100
+    /// (slow consumer) and drops the frame; returns whether the frame was taken.
     pub fn try_send(&self, frame: Frame) -> bool {
+        crate::socket::trace::frame_out(&self.0.id, frame.as_str());
         let mut st = self.0.state.lock();
-        if st.close.is_some() {
+        if st.close.is_some() || st.sealed {
             return false;
         }
-        if st.frames.len() >= self.0.capacity {
+        let now = now_ms();
+        let busy =
+            now.wrapping_sub(st.last_ms) < BUSY_MS || now.wrapping_sub(st.backlog_ms) < BACKLOG_MS;
+        st.last_ms = now;
+        if st.frames.is_empty() && !st.writing && !busy {
+            if let Some(tcp) = &st.direct {
+                match tcp.try_write(frame.wire()) {
+                    Ok(n) if n == frame.wire().len() => return true,
+                    Ok(n) => st.written = n,
+                    // Full kernel buffer, or a failed socket: the task finds out when it writes.
+                    Err(_) => {}
+                }
+                st.frames.push_back(frame);
+                drop(st);
+                self.0.wake.notify_one();
+                return true;
+            }
+        } else if st.frames.len() + st.inflight >= self.0.capacity {
             st.close = Some(PusherError::SlowConsumer);
             drop(st);
             self.0.wake.notify_one();
             return false;
         }
+        if !st.frames.is_empty() || st.writing {
+            // The task has not caught up: keep batching for a while.
+            st.backlog_ms = now;
+        }
         st.frames.push_back(frame);
         drop(st);
         self.0.wake.notify_one();
         true
+    }
+
+    /// Queues bytes the socket's own task writes (hello, pings, and tungstenite's pongs and
+    /// close), on the same ordered path, regardless of seal and capacity (the task bounds them).
+    /// With `wake`, the task is woken to write them out if they had to queue; without, they wait
+    /// for the task's next flush (tungstenite's writes are always followed by one) or for the
+    /// next queued frame, so a peer that pings without reading does not stop the task's reads.
+    pub(crate) fn push_own(&self, frame: Frame, wake: bool) {
+        let mut st = self.0.state.lock();
+        if st.frames.is_empty() && !st.writing {
+            if let Some(tcp) = &st.direct {
+                match tcp.try_write(frame.wire()) {
+                    Ok(n) if n == frame.wire().len() => return,
+                    Ok(n) => st.written = n,
+                    Err(_) => {}
+                }
+            }
+        }
+        st.frames.push_back(frame);
+        drop(st);
+        if wake {
+            self.0.wake.notify_one();
+        }
     }
 
     /// Asks the socket to send `pusher:error` for `reason` and close with its code. The first
@@ -124,21 +238,102 @@ impl Outbox {
         self.0.wake.notify_one();
     }
 
+    /// Refuses further broadcast frames and lets go of the socket handle (so the socket closes
+    /// when its task ends, whoever still holds this outbox).
+    pub(crate) fn seal(&self) {
+        let mut st = self.0.state.lock();
+        st.sealed = true;
+        st.direct = None;
+    }
+
+    /// Drops queued frames (a slow consumer is closed without them), except a partly written
+    /// one, which must be completed so the close frame after it is read as a frame.
+    pub(crate) fn discard(&self) {
+        let mut batch = self.0.batch.lock();
+        let keep = usize::from(batch.written > 0);
+        batch.frames.truncate(keep);
+        let mut st = self.0.state.lock();
+        let keep = usize::from(st.written > 0);
+        st.frames.truncate(keep);
+    }
+
     /// Whether the queue overflowed (the socket is to be closed with 4100).
     pub fn overflowed(&self) -> bool {
         self.0.state.lock().close == Some(PusherError::SlowConsumer)
     }
 
-    /// Waits until something was queued or a close was requested since the last drain.
+    /// The close request, if any.
+    pub fn close_request(&self) -> Option<PusherError> {
+        self.0.state.lock().close.clone()
+    }
+
+    /// Whether nothing is queued or being written by the socket's task.
+    pub fn is_empty(&self) -> bool {
+        let st = self.0.state.lock();
+        st.frames.is_empty() && !st.writing
+    }
+
+    /// Waits until something was queued or a close was requested since the last wake-up.
     pub async fn ready(&self) {
         self.0.wake.notified().await
     }
 
+    /// Writes queued frames with `write` until none is left or `write` returns `Pending` or an
+    /// error. The task takes the whole queue as its batch (a swap under the lock, so publishers
+    /// are not held up by the write) and hands it to `write` up to [`MAX_SLICES`] frames at a
+    /// time as one vectored write, the front one minus what was written of it. While it holds a
+    /// batch, publishers queue behind it (`writing`), so no direct write lands between two parts
+    /// of a frame or overtakes a queued one.
+    pub(crate) fn poll_write_queued(
+        &self,
+        mut write: impl FnMut(&[IoSlice<'_>]) -> Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<()>> {
+        let mut batch = self.0.batch.lock();
+        let b = &mut *batch;
+        loop {
+            if b.frames.is_empty() {
+                let mut st = self.0.state.lock();
+                st.inflight = 0;
+                if st.frames.is_empty() {
+                    st.writing = false;
+                    return Poll::Ready(Ok(()));
+                }
+                // The emptied batch's buffer becomes the queue's: no allocation.
+                std::mem::swap(&mut st.frames, &mut b.frames);
+                b.written = std::mem::take(&mut st.written);
+                st.inflight = b.frames.len();
+                st.writing = true;
+            }
+            let mut slices: [IoSlice<'_>; MAX_SLICES] = [IoSlice::new(&[]); MAX_SLICES];
+            let count = b.frames.len().min(MAX_SLICES);
+            for (i, f) in b.frames.iter().take(count).enumerate() {
+                let skip = if i == 0 { b.written } else { 0 };
+                slices[i] = IoSlice::new(&f.wire()[skip..]);
+            }
+            let mut n = match write(&slices[..count]) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => n,
+                other => return other.map(|r| r.map(|_| ())),
+            };
+            while let Some(front) = b.frames.front() {
+                let left = front.wire().len() - b.written;
+                if n < left {
+                    b.written += n;
+                    break;
+                }
+                n -= left;
+                b.written = 0;
+                b.frames.pop_front();
+            }
+        }
+    }
+
     /// Moves every queued frame into `buf` (swapping buffers, so no allocation) and returns the
-    /// close request, if any.
+    /// close request, if any. Used where no socket drains the outbox (unit tests).
     pub fn drain(&self, buf: &mut VecDeque<Frame>) -> Option<PusherError> {
         let mut st = self.0.state.lock();
         std::mem::swap(&mut st.frames, buf);
+        st.written = 0;
         st.close.clone()
     }
 }
@@ -161,7 +356,7 @@ mod tests {
 
     #[test]
     fn full_outbox_requests_4100_close() {
-        let o = Outbox::new(SocketId::generate(), 2);
+        let o = Outbox::new(SocketId::generate(), 2, None);
         assert!(o.try_send(Frame::from_static("a")));
         assert!(o.try_send(Frame::from_static("b")));
         assert!(!o.try_send(Frame::from_static("c")));

@@ -190,7 +190,7 @@ mod tests {
     #[test]
     fn pending_watchers_skip_transitions_until_their_snapshot() {
         let w = Watchlists::default();
-        let a = Outbox::new(SocketId::generate(), 16);
+        let a = Outbox::new(SocketId::generate(), 16, None);
         let ids: Vec<Arc<str>> = vec!["1".into(), "2".into()];
         let mut g = w.lock();
         g.add(&a, ids, true);

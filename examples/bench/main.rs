@@ -19,6 +19,9 @@
 //! - `max-rate`: fan-out at `--rate`, doubling (at most `--max-steps`, 6) until p99 passes
 //!   100 ms or anything is lost.
 //! - `floor`: the write floor (see `floor.rs`).
+//! - `presence`: `--members N` (100) join one presence channel at once; join time, time until
+//!   every member's list holds all N (the `member_added` fan-out), that every list converges,
+//!   server CPU (see `presence.rs`).
 //!
 //! Common: `--bin PATH` (target/release/herald), `--redis PATH` (/usr/bin/redis-server),
 //! `--time-limit SECS` (900), `--console on` (`[console] enabled`, no viewer: its idle cost).
@@ -34,6 +37,7 @@ mod common;
 mod fanout;
 mod floor;
 mod memory;
+mod presence;
 mod procs;
 
 use std::time::Duration;
@@ -94,8 +98,10 @@ fn opts() -> Opts {
         args.remove(0);
         o.mode = match cmd.as_str() {
             "conns" => "memory".into(),
-            "fanout" | "max-rate" | "floor" => cmd,
-            other => panic!("unknown subcommand {other} (conns, fanout, max-rate, floor)"),
+            "fanout" | "max-rate" | "floor" | "presence" => cmd,
+            other => {
+                panic!("unknown subcommand {other} (conns, fanout, max-rate, floor, presence)")
+            }
         };
     }
     let (mut url, mut app_id, mut key, mut secret) = (None, None, None, None);
@@ -121,7 +127,7 @@ fn opts() -> Opts {
             "--channels" => o.channels = v.parse().expect("--channels needs a number"),
             "--max-steps" => o.max_steps = num("--max-steps") as usize,
             "--connections" => o.connections = num("--connections") as usize,
-            "--subscribers" => o.subscribers = Some(num("--subscribers") as usize),
+            "--subscribers" | "--members" => o.subscribers = Some(num("--subscribers") as usize),
             "--messages" => o.messages = num("--messages") as usize,
             "--bin" => o.bin = v,
             "--redis" => o.redis = v,
@@ -165,6 +171,7 @@ async fn main() {
         "fanout" => fanout::run(&o).await,
         "max-rate" => fanout::max_rate(&o).await,
         "floor" => floor::run(&o),
+        "presence" => presence::run(&o).await,
         _ => memory::run(&o).await,
     }
     procs::kill_registered();

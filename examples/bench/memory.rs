@@ -81,8 +81,6 @@ pub async fn run(o: &Opts) {
     let (Some(mut node), Some(pid)) = (node, pid) else {
         return;
     };
-    let port = node.port;
-    let _ = port;
 
     // Fan-out: S subscribers of one channel, M events, all delivered.
     let received = Arc::new(AtomicUsize::new(0));

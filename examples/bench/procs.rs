@@ -211,7 +211,7 @@ impl Drop for Proc {
 }
 
 /// The bench app, a generous queue, no pings during a run.
-const APP: &str = "[[apps]]\nid = \"bench\"\nkey = \"bench-key\"\nsecret = \"bench-secret\"\nping_interval = 3600\nactivity_timeout = 120\nclient_events_per_second = 100000\n";
+const APP: &str = "[[apps]]\nid = \"bench\"\nkey = \"bench-key\"\nsecret = \"bench-secret\"\nping_interval = 3600\nactivity_timeout = 120\nclient_events_per_second = 100000\nmax_presence_members = 100000\n";
 
 /// Starts `bin` with a temp config on a free port; with `redis`, joined to that cluster; with
 /// `console`, the live debug console on (nobody watching).

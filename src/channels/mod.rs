@@ -537,7 +537,7 @@ mod tests {
     use std::collections::VecDeque;
 
     fn socket() -> Outbox {
-        Outbox::new(SocketId::generate(), 64)
+        Outbox::new(SocketId::generate(), 64, None)
     }
 
     fn drain(o: &Outbox) -> Vec<String> {

@@ -70,7 +70,7 @@ proptest! {
         let channels: Vec<String> = channels.into_iter().collect();
         let first = channels[0].clone();
         let kind = validate(&first, 200).unwrap();
-        let outbox = Outbox::new(SocketId::generate(), 16);
+        let outbox = Outbox::new(SocketId::generate(), 16, None);
         if !kind.is_presence() {
             adapter.subscribe(&app, &first, kind, &outbox, None).unwrap();
             // subscription_succeeded, and cache_miss on a cache channel.

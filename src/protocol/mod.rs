@@ -5,6 +5,7 @@ pub mod channel;
 pub mod close;
 pub mod inbound;
 pub mod outbound;
+pub mod wsframe;
 
 pub use channel::{Access, ChannelKind, ChannelNameError};
 pub use close::{CloseCode, PusherError, ViolationCode};

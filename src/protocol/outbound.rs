@@ -6,8 +6,7 @@ use serde_json::value::RawValue;
 
 use super::PusherError;
 
-/// One serialised text frame; cloning shares the bytes.
-pub type Frame = tokio_tungstenite::tungstenite::Utf8Bytes;
+pub use super::wsframe::Frame;
 
 fn json_str(s: &str) -> String {
     serde_json::to_string(s).expect("strings always serialise")

@@ -1,8 +1,10 @@
 //! One connection's task: admission, `connection_established`, then a single loop over reads,
 //! the outbox, the ping timer and shutdown, and finally a close frame with the right code.
-//! The task owns its [`Session`]; nothing else touches the socket.
+//! The task owns its [`Session`] and reads the socket; writes go through the outbox (see
+//! `wire.rs`): publishers write into an idle socket themselves, the task writes what queued up.
 
-use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,12 +12,14 @@ use std::time::Duration;
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::AsyncWrite;
 use tokio::time::{sleep, timeout, Instant};
 use tokio_tungstenite::tungstenite::error::{Error as WsError, ProtocolError};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+
+use super::wire::{Transport, Wire};
 use tokio_tungstenite::WebSocketStream;
 
 use super::session::Session;
@@ -24,7 +28,7 @@ use crate::apps::App;
 use crate::console::ConsoleEvent;
 use crate::metrics::{CloseLabel, MessageKind, Refusal};
 use crate::outbox::{Outbox, SocketId};
-use crate::protocol::outbound::{self, Frame};
+use crate::protocol::outbound;
 use crate::protocol::{PusherError, ViolationCode};
 
 /// Bytes tungstenite reads per syscall. Its default (128 KiB) is allocated per connection;
@@ -76,7 +80,7 @@ pub(super) fn ws_config(app: Option<&App>) -> WebSocketConfig {
 pub(super) async fn run_upgraded(upgraded: Upgraded, ctx: Arc<SocketContext>, adm: Admission) {
     let app = ctx.apps.by_key(&adm.app_key);
     let config = ws_config(app.as_deref());
-    let io = TokioIo::new(upgraded);
+    let io = Wire::new(TokioIo::new(upgraded));
     // Boxed: the handshake future is short-lived and must not widen the connection's future.
     let ws = Box::pin(WebSocketStream::from_raw_socket(
         io,
@@ -90,14 +94,12 @@ pub(super) async fn run_upgraded(upgraded: Upgraded, ctx: Arc<SocketContext>, ad
 /// Runs an accepted WebSocket from admission to its close. The stream and the admission come
 /// boxed: async fn arguments are stored twice in the future (once as arguments, once as
 /// locals), and this future lives as long as the connection.
-pub(super) async fn run<S>(
-    mut ws: Box<WebSocketStream<S>>,
+pub(super) async fn run<S: Transport>(
+    mut ws: Box<WebSocketStream<Wire<S>>>,
     ctx: Arc<SocketContext>,
     app: Option<Arc<App>>,
     adm: Box<Admission>,
-) where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+) {
     let open = ctx.open.fetch_add(1, Ordering::AcqRel) + 1;
     let admitted = admit(&ctx, app, &adm, open);
     if let Err(e) = &admitted {
@@ -147,13 +149,15 @@ fn admit(
     Ok(app)
 }
 
-async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
-    ws: &mut WebSocketStream<S>,
+async fn serve<S: Transport>(
+    ws: &mut WebSocketStream<Wire<S>>,
     ctx: &SocketContext,
     app: Arc<App>,
     origin: Option<String>,
 ) {
-    let outbox = Outbox::new(SocketId::generate(), ctx.max_queued_frames);
+    let direct = ws.get_ref().direct();
+    let outbox = Outbox::new(SocketId::generate(), ctx.max_queued_frames, direct);
+    ws.get_mut().attach(outbox.clone());
     let mut session = Session::new(app.clone(), ctx.adapter.clone(), outbox.clone());
     let hello =
         outbound::connection_established(session.socket_id(), app.config().activity_timeout);
@@ -166,11 +170,16 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             origin,
         });
     }
-    let end = match Box::pin(send(ws, Message::Text(hello))).await {
-        Ok(()) => drive(ws, ctx, &mut session, &outbox, &app).await,
-        Err(()) => End::Gone,
-    };
+    // Queued (or written) before the session exists for anyone else: it goes out first.
+    super::trace::frame_out(&outbox.id(), hello.as_str());
+    outbox.push_own(hello, true);
+    let end = drive(ws, ctx, &mut session, &outbox, &app).await;
     session.close();
+    // No broadcast frame may follow the close frame; the socket handle is let go of.
+    outbox.seal();
+    if matches!(end, End::Close(PusherError::SlowConsumer)) {
+        outbox.discard();
+    }
     app.release_connection();
     closed(&app, &end);
     log_disconnected(session.socket_id());
@@ -186,10 +195,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     Box::pin(finish(ws, end)).await;
 }
 
-async fn send<S: AsyncRead + AsyncWrite + Unpin>(
-    ws: &mut WebSocketStream<S>,
-    msg: Message,
-) -> Result<(), ()> {
+async fn send<S: Transport>(ws: &mut WebSocketStream<Wire<S>>, msg: Message) -> Result<(), ()> {
     if let Message::Text(text) = &msg {
         super::trace::frame_out(&"-", text);
     }
@@ -207,24 +213,17 @@ enum WriteError {
     Overflow,
 }
 
-/// Writes the drained frames. A stalled peer is detected with the connection's own ping timer
+/// Writes out the outbox's queue (many frames per `writev`). A stalled peer is detected with the connection's own ping timer
 /// rather than a timer per write (which would widen every connection's future): if the write
 /// is still blocked after the timer fires twice (at least one ping interval), the peer is gone.
 /// An outbox overflow during a blocked write ends it at once.
-async fn write_all<S: AsyncRead + AsyncWrite + Unpin>(
-    ws: &mut WebSocketStream<S>,
-    buf: &mut VecDeque<Frame>,
+async fn write_all<S: Transport>(
+    ws: &mut WebSocketStream<Wire<S>>,
     outbox: &Outbox,
     mut timer: std::pin::Pin<&mut tokio::time::Sleep>,
     ping_every: Duration,
 ) -> Result<(), WriteError> {
-    let write = async {
-        while let Some(frame) = buf.pop_front() {
-            super::trace::frame_out(&outbox.id(), &frame);
-            ws.feed(Message::Text(frame)).await?;
-        }
-        ws.flush().await
-    };
+    let write = ws.flush();
     tokio::pin!(write);
     let mut stalls = 0;
     loop {
@@ -246,8 +245,8 @@ async fn write_all<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
-    ws: &mut WebSocketStream<S>,
+async fn drive<S: Transport>(
+    ws: &mut WebSocketStream<Wire<S>>,
     ctx: &SocketContext,
     session: &mut Session,
     outbox: &Outbox,
@@ -262,7 +261,6 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     let mut unsent_pongs = 0usize;
     let timer = sleep(ping_every);
     tokio::pin!(timer);
-    let mut buf = VecDeque::new();
     loop {
         tokio::select! {
             biased;
@@ -275,25 +273,21 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                     PusherError::ShuttingDown
                 });
             }
-            _ = outbox.ready() => loop {
-                // Drain until empty: a write may have consumed the wake-up of later frames.
-                let close = outbox.drain(&mut buf);
-                if close == Some(PusherError::SlowConsumer) {
-                    buf.clear();
+            _ = outbox.ready() => {
+                if outbox.overflowed() {
                     return End::Close(PusherError::SlowConsumer);
                 }
-                if buf.is_empty() && close.is_none() {
-                    break;
-                }
-                match write_all(ws, &mut buf, outbox, timer.as_mut(), ping_every).await {
+                // Lets the tasks already runnable (publishers among them) go first: frames they
+                // queue meanwhile leave in this task's one `writev`. On a saturated server this
+                // is what makes batches; on an idle one it costs a pass of the run queue.
+                tokio::task::yield_now().await;
+                // Writes until the queue is empty, frames queued meanwhile included.
+                match write_all(ws, outbox, timer.as_mut(), ping_every).await {
                     Ok(()) => {}
                     Err(WriteError::Gone) => return End::Gone,
-                    Err(WriteError::Overflow) => {
-                        buf.clear();
-                        return End::Close(PusherError::SlowConsumer);
-                    }
+                    Err(WriteError::Overflow) => return End::Close(PusherError::SlowConsumer),
                 }
-                if let Some(reason) = close {
+                if let Some(reason) = outbox.close_request() {
                     return End::Close(reason);
                 }
             },
@@ -341,15 +335,15 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                     return End::Close(PusherError::PongTimeout);
                 }
                 if now >= last_seen + ping_every {
-                    let ping = if control_frames {
-                        Message::Ping(Default::default())
+                    if control_frames {
+                        if Box::pin(send(ws, Message::Ping(Default::default()))).await.is_err() {
+                            return End::Gone;
+                        }
                     } else {
                         let ping = outbound::ping();
                         app.metrics.sent(MessageKind::Protocol, 1, ping.len());
-                        Message::Text(ping)
-                    };
-                    if Box::pin(send(ws, ping)).await.is_err() {
-                        return End::Gone;
+                        super::trace::frame_out(&outbox.id(), ping.as_str());
+                        outbox.push_own(ping, true);
                     }
                     pinged = true;
                     timer.as_mut().reset(now + ping_every);
@@ -363,17 +357,24 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
 
 /// Sends the closing `pusher:error` and close frame, then waits briefly for the peer's reply so
 /// the close code is not lost to a TCP reset.
-async fn finish<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocketStream<S>, end: End) {
+async fn finish<S: Transport>(ws: &mut WebSocketStream<Wire<S>>, end: End) {
     let (code, reason): (u16, String) = match end {
         End::Gone => return,
         End::PeerClosed => {
+            // tungstenite queued its close reply on the outbox but, as a server that may no
+            // longer read, does not flush its stream: the queue is written out here.
             let _ = timeout(CLOSE_GRACE, ws.flush()).await;
+            let _ = timeout(
+                CLOSE_GRACE,
+                poll_fn(|cx| Pin::new(ws.get_mut()).poll_flush(cx)),
+            )
+            .await;
             return;
         }
         End::Violation(code) => (code.as_u16(), code.reason().to_owned()),
         End::Close(err) => {
             if err != PusherError::SlowConsumer
-                && send(ws, Message::Text(outbound::error(&err)))
+                && send(ws, Message::text(outbound::error(&err).as_str()))
                     .await
                     .is_err()
             {

@@ -9,8 +9,10 @@ mod handshake;
 mod rewind;
 pub mod session;
 pub mod trace;
+mod wire;
 
 pub use rewind::Rewind;
+pub(crate) use wire::IntoTransport;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -19,7 +21,6 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{HeaderValue, CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, UPGRADE};
 use hyper::{Request, Response, StatusCode};
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
@@ -207,7 +208,7 @@ pub struct HeadBudget {
 
 /// Completes the WebSocket handshake on a sniffed connection, within `budget`, and runs it.
 /// `S` is the plain `TcpStream`, or a TLS stream wrapped in [`Rewind`].
-pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
+pub(crate) async fn accept<S: IntoTransport>(
     mut stream: S,
     sniffed: Sniffed,
     ctx: Arc<SocketContext>,
@@ -230,6 +231,7 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
     };
     let app = ctx.apps.by_key(&sniffed.app_key);
     let config = connection::ws_config(app.as_deref());
+    let stream = wire::Wire::new(stream.into_transport());
     let ws = if upgrade.leftover.is_empty() {
         WebSocketStream::from_raw_socket(stream, Role::Server, Some(config)).await
     } else {
