@@ -124,6 +124,15 @@ const BACKLOG_MS: u32 = 50;
 
 /// Milliseconds since the first call (wrapping): a cheap clock for [`BUSY_MS`] and
 /// [`BACKLOG_MS`].
+/// One `send()` of `buf` on a socket publishers share, straight to the kernel: tokio's
+/// `try_write` would first consult (and on `WouldBlock` clear) the socket's readiness, which
+/// costs more than the rest of a delivery's user-space work. Bypassing it is safe because a
+/// frame that does not fit goes to the queue, and the socket's task writes the queue through
+/// tokio, whose write then sees `WouldBlock` itself and waits for the next writable edge.
+fn send_now(tcp: &tokio::net::TcpStream, buf: &[u8]) -> std::io::Result<usize> {
+    socket2::SockRef::from(tcp).send(buf)
+}
+
 fn now_ms() -> u32 {
     static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
     EPOCH
@@ -177,7 +186,7 @@ impl Outbox {
         st.last_ms = now;
         if st.frames.is_empty() && !st.writing && !busy {
             if let Some(tcp) = &st.direct {
-                match tcp.try_write(frame.wire()) {
+                match send_now(tcp, frame.wire()) {
                     Ok(n) if n == frame.wire().len() => return true,
                     Ok(n) => st.written = n,
                     // Full kernel buffer, or a failed socket: the task finds out when it writes.
@@ -213,7 +222,7 @@ impl Outbox {
         let mut st = self.0.state.lock();
         if st.frames.is_empty() && !st.writing {
             if let Some(tcp) = &st.direct {
-                match tcp.try_write(frame.wire()) {
+                match send_now(tcp, frame.wire()) {
                     Ok(n) if n == frame.wire().len() => return,
                     Ok(n) => st.written = n,
                     Err(_) => {}
