@@ -287,13 +287,7 @@ async fn slow_reader_setup() -> (TestServer, Client) {
     cfg.server.max_queued_frames = 16;
     cfg.server.max_request_size = 2_000_000;
     let srv = start(cfg).await;
-    let sock = tokio::net::TcpSocket::new_v4().unwrap();
-    sock.set_recv_buffer_size(4096).unwrap();
-    let stream = sock.connect(srv.addr).await.unwrap();
-    let ws = ws_open_on(stream, srv.addr, &format!("/app/{KEY}?{PJS_QUERY}"), None)
-        .await
-        .unwrap();
-    let mut slow = Client::established(ws).await;
+    let mut slow = Client::connect_small_buffer(srv.addr).await;
     slow.subscribe("firehose").await;
     (srv, slow)
 }

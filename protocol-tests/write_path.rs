@@ -18,13 +18,8 @@ async fn tight_client(queue: usize) -> (TestServer, Client) {
     cfg.server.max_request_size = 4_000_000;
     cfg.apps[0].client_events_per_second = 100_000;
     let srv = start(cfg).await;
-    let sock = tokio::net::TcpSocket::new_v4().unwrap();
-    sock.set_recv_buffer_size(4096).unwrap();
-    let stream = sock.connect(srv.addr).await.unwrap();
-    let ws = ws_open_on(stream, srv.addr, &format!("/app/{KEY}?{PJS_QUERY}"), None)
-        .await
-        .unwrap();
-    (srv, Client::established(ws).await)
+    let client = Client::connect_small_buffer(srv.addr).await;
+    (srv, client)
 }
 
 /// `{tag}:{seq}:` padded with `x` to `size` bytes.

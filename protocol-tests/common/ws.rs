@@ -100,6 +100,18 @@ impl Client {
         Self::established(ws).await
     }
 
+    /// Connects like [`Client::connect`] with a 4 KiB receive buffer, so the server's writes to
+    /// it fill the kernel buffers after a few frames (slow-reader and write-path tests).
+    pub async fn connect_small_buffer(addr: SocketAddr) -> Client {
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.set_recv_buffer_size(4096).unwrap();
+        let stream = sock.connect(addr).await.unwrap();
+        let ws = ws_open_on(stream, addr, &format!("/app/{KEY}?{PJS_QUERY}"), None)
+            .await
+            .unwrap();
+        Self::established(ws).await
+    }
+
     /// Wraps an open socket, reading `connection_established`.
     pub async fn established(ws: Ws) -> Client {
         let mut c = Client::raw(ws);
