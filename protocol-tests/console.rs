@@ -119,6 +119,14 @@ async fn wrong_secret_is_refused_and_no_secret_is_ever_sent_back() {
     let page = http(srv.addr, "GET", "/console", b"").await;
     assert_eq!(page.status, 200);
     assert!(!String::from_utf8_lossy(&page.body).contains(SECRET));
+    // `/console/` sends the browser to `/console`, where the page's relative links resolve.
+    let slash = http(srv.addr, "GET", "/console/", b"").await;
+    assert_eq!(slash.status, 308);
+    let location = slash
+        .headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("location"));
+    assert_eq!(location.map(|(_, v)| v.as_str()), Some("/console"));
 
     // The cookie is the session: who it signs in as, refused when absent or forged.
     let me = with_cookie(srv.addr, "GET", "/console/session", &cookie, b"").await;

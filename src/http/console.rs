@@ -47,6 +47,15 @@ fn whole(status: StatusCode, content_type: &'static str, body: String) -> Respon
     resp
 }
 
+/// A permanent redirect from `…/console/` to the page itself (`…/console`).
+fn to_page(path: &str) -> Response<ConsoleBody> {
+    let mut resp = whole(StatusCode::PERMANENT_REDIRECT, "text/plain", String::new());
+    if let Ok(v) = header::HeaderValue::from_str(path.trim_end_matches('/')) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp
+}
+
 fn error(status: StatusCode, message: &str) -> Response<ConsoleBody> {
     let body = serde_json::json!({ "error": message }).to_string();
     whole(status, "application/json", body)
@@ -136,7 +145,9 @@ pub async fn serve(
         ));
     }
     Some(match (req.method(), route) {
-        (&Method::GET, "" | "/") => whole(StatusCode::OK, "text/html; charset=utf-8", PAGE.into()),
+        (&Method::GET, "") => whole(StatusCode::OK, "text/html; charset=utf-8", PAGE.into()),
+        // The page's links are relative to `/console`: from `/console/` they would miss.
+        (&Method::GET, "/") => to_page(req.uri().path()),
         (&Method::POST, "/session") => sign_in(req, ctx, gate, peer).await,
         (&Method::GET, "/session") => match authorised(&req, ctx) {
             Ok(app) => whole(
