@@ -88,13 +88,27 @@ pub(super) async fn run_upgraded(upgraded: Upgraded, ctx: Arc<SocketContext>, ad
         Some(config),
     ))
     .await;
-    run(Box::new(ws), ctx, app, Box::new(adm)).await;
+    spawn(Box::new(ws), ctx, app, Box::new(adm));
+}
+
+/// Runs an accepted WebSocket in a task of its own. Awaited inside the accepting task, the
+/// connection would live in that task's future, sized for every step before it too (sniffing,
+/// the handshake, hyper's upgrade): 2,448 bytes per idle connection measured, against 928 for
+/// the connection's own future.
+pub(super) fn spawn<S: Transport + Send + 'static>(
+    ws: Box<WebSocketStream<Wire<S>>>,
+    ctx: Arc<SocketContext>,
+    app: Option<Arc<App>>,
+    adm: Box<Admission>,
+) {
+    let tracker = ctx.tracker.clone();
+    tracker.spawn(run(ws, ctx, app, adm));
 }
 
 /// Runs an accepted WebSocket from admission to its close. The stream and the admission come
 /// boxed: async fn arguments are stored twice in the future (once as arguments, once as
 /// locals), and this future lives as long as the connection.
-pub(super) async fn run<S: Transport>(
+async fn run<S: Transport>(
     mut ws: Box<WebSocketStream<Wire<S>>>,
     ctx: Arc<SocketContext>,
     app: Option<Arc<App>>,

@@ -243,7 +243,7 @@ pub(crate) async fn accept<S: IntoTransport>(
         origin: upgrade.origin,
         protocol: sniffed.protocol,
     });
-    connection::run(Box::new(ws), ctx, app, admission).await;
+    connection::spawn(Box::new(ws), ctx, app, admission);
 }
 
 /// Kept out of the async code so the connection task's future stays small.

@@ -38,7 +38,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Transport for Rewind<S> {}
 /// handshake is done.
 pub(crate) trait IntoTransport: AsyncRead + AsyncWrite + Unpin {
     /// What the connection runs on.
-    type Transport: Transport;
+    type Transport: Transport + Send + 'static;
     /// Converts the stream (plain TCP becomes shareable with publishers).
     fn into_transport(self) -> Self::Transport;
 }
@@ -50,7 +50,7 @@ impl IntoTransport for TcpStream {
     }
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> IntoTransport for Rewind<S> {
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> IntoTransport for Rewind<S> {
     type Transport = Self;
     fn into_transport(self) -> Self {
         self
