@@ -1,26 +1,22 @@
 //! One connection's task: admission, `connection_established`, then a single loop over reads,
 //! the outbox, the ping timer and shutdown, and finally a close frame with the right code.
-//! The task owns its [`Session`] and reads the socket; writes go through the outbox (see
-//! `wire.rs`): publishers write into an idle socket themselves, the task writes what queued up.
+//! The task owns its [`Session`] and reads the socket ([`FrameReader`]); writes go through the
+//! outbox (see `wire.rs`): publishers write into an idle socket themselves, the task writes what
+//! queued up.
 
-use std::future::poll_fn;
-use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::{FutureExt, SinkExt, StreamExt};
+use bytes::Bytes;
+use futures_util::FutureExt;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
-use tokio::io::AsyncWrite;
+use tokio::io::AsyncWriteExt;
 use tokio::time::{sleep, timeout, Instant};
-use tokio_tungstenite::tungstenite::error::{Error as WsError, ProtocolError};
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
+use super::frames::{self, FrameReader, Inbound, ReadEnd};
 use super::wire::{Transport, Wire};
-use tokio_tungstenite::WebSocketStream;
 
 use super::session::Session;
 use super::{Admission, SocketContext};
@@ -31,64 +27,43 @@ use crate::outbox::{Outbox, SocketId};
 use crate::protocol::outbound;
 use crate::protocol::{PusherError, ViolationCode};
 
-/// Bytes tungstenite reads per syscall. Its default (128 KiB) is allocated per connection;
-/// Pusher frames are small, and a larger message is simply read in more steps.
-const READ_BUFFER: usize = 256;
-/// Bytes buffered before tungstenite writes to the socket (frames are flushed per drain anyway).
-const WRITE_BUFFER: usize = 16 * 1024;
 /// How long a write may stall before the peer is considered gone.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long to wait for the peer's close reply after sending ours.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
-/// Room in tungstenite's write buffer beyond the largest frame Herald may send to one socket:
-/// pongs and a close reply queued by reads while the peer is not reading.
-const WRITE_SLACK: usize = 64 * 1024;
+
+/// A connection's two halves: the stream (writes go through its outbox once attached) and the
+/// frame reader.
+pub(super) struct Conn<S> {
+    pub(super) wire: Wire<S>,
+    pub(super) reader: FrameReader,
+}
 
 /// How the connection loop ended.
 enum End {
     /// The transport failed: nothing more to send.
     Gone,
-    /// The peer sent a close frame: flush tungstenite's queued close reply, then stop.
-    PeerClosed,
+    /// The peer sent a close frame: send this reply, then stop.
+    PeerClosed(Bytes),
     /// Close with this Pusher error (a `pusher:error` first, except for slow consumers).
     Close(PusherError),
     /// The peer broke the WebSocket protocol (1002, 1007) or sent too much (1009).
     Violation(ViolationCode),
 }
 
-/// The WebSocket settings for a connection of `app` (unknown apps get the defaults).
-pub(super) fn ws_config(app: Option<&App>) -> WebSocketConfig {
-    let max_msg = app.map_or(10_000, |a| a.config().max_message_size);
-    // The largest frame Herald writes: an event (data plus names and envelope), or a presence
-    // snapshot of every member. Writes wait for the buffer to drain before the next frame, so
-    // only pongs and a close reply, queued by reads, can add to it.
-    let largest_frame = app.map_or(0, |a| {
-        let c = &a.config();
-        let event = 2 * c.max_event_bytes + c.max_channel_name_length + c.max_event_name_length;
-        let members = c.max_presence_members * (c.max_presence_user_bytes + 2 * 128 + 16);
-        event.max(members)
-    });
-    WebSocketConfig::default()
-        .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(WRITE_BUFFER)
-        .max_write_buffer_size(WRITE_BUFFER + WRITE_SLACK + largest_frame)
-        .max_message_size(Some(max_msg))
-        .max_frame_size(Some(max_msg))
+/// The largest frame and message a client of `app` may send (unknown apps get the default).
+pub(super) fn max_message(app: Option<&App>) -> usize {
+    app.map_or(10_000, |a| a.config().max_message_size)
 }
 
 /// Runs a connection that arrived through hyper's upgrade (a kept-alive HTTP connection).
 pub(super) async fn run_upgraded(upgraded: Upgraded, ctx: Arc<SocketContext>, adm: Admission) {
     let app = ctx.apps.by_key(&adm.app_key);
-    let config = ws_config(app.as_deref());
-    let io = Wire::new(TokioIo::new(upgraded));
-    // Boxed: the handshake future is short-lived and must not widen the connection's future.
-    let ws = Box::pin(WebSocketStream::from_raw_socket(
-        io,
-        Role::Server,
-        Some(config),
-    ))
-    .await;
-    spawn(Box::new(ws), ctx, app, Box::new(adm));
+    let conn = Box::new(Conn {
+        wire: Wire::new(TokioIo::new(upgraded)),
+        reader: FrameReader::new(max_message(app.as_deref()), Vec::new()),
+    });
+    spawn(conn, ctx, app, Box::new(adm));
 }
 
 /// Runs an accepted WebSocket in a task of its own. Awaited inside the accepting task, the
@@ -96,7 +71,7 @@ pub(super) async fn run_upgraded(upgraded: Upgraded, ctx: Arc<SocketContext>, ad
 /// the handshake, hyper's upgrade): 2,448 bytes per idle connection measured, against 928 for
 /// the connection's own future.
 pub(super) fn spawn<S: Transport + Send + 'static>(
-    ws: Box<WebSocketStream<Wire<S>>>,
+    ws: Box<Conn<S>>,
     ctx: Arc<SocketContext>,
     app: Option<Arc<App>>,
     adm: Box<Admission>,
@@ -109,7 +84,7 @@ pub(super) fn spawn<S: Transport + Send + 'static>(
 /// boxed: async fn arguments are stored twice in the future (once as arguments, once as
 /// locals), and this future lives as long as the connection.
 async fn run<S: Transport>(
-    mut ws: Box<WebSocketStream<Wire<S>>>,
+    mut ws: Box<Conn<S>>,
     ctx: Arc<SocketContext>,
     app: Option<Arc<App>>,
     adm: Box<Admission>,
@@ -164,14 +139,14 @@ fn admit(
 }
 
 async fn serve<S: Transport>(
-    ws: &mut WebSocketStream<Wire<S>>,
+    ws: &mut Conn<S>,
     ctx: &SocketContext,
     app: Arc<App>,
     origin: Option<String>,
 ) {
-    let direct = ws.get_ref().direct();
+    let direct = ws.wire.direct();
     let outbox = Outbox::new(SocketId::generate(), ctx.max_queued_frames, direct);
-    ws.get_mut().attach(outbox.clone());
+    ws.wire.attach(outbox.clone());
     let mut session = Session::new(app.clone(), ctx.adapter.clone(), outbox.clone());
     let hello =
         outbound::connection_established(session.socket_id(), app.config().activity_timeout);
@@ -209,11 +184,15 @@ async fn serve<S: Transport>(
     Box::pin(finish(ws, end)).await;
 }
 
-async fn send<S: Transport>(ws: &mut WebSocketStream<Wire<S>>, msg: Message) -> Result<(), ()> {
-    if let Message::Text(text) = &msg {
-        super::trace::frame_out(&"-", text);
-    }
-    match timeout(WRITE_TIMEOUT, ws.send(msg)).await {
+/// Writes one frame (through the outbox once attached, so after everything queued before it)
+/// and flushes, within [`WRITE_TIMEOUT`].
+async fn send<S: Transport>(ws: &mut Conn<S>, frame: &[u8]) -> Result<(), ()> {
+    let wire = &mut ws.wire;
+    let write = async {
+        wire.write_all(frame).await?;
+        wire.flush().await
+    };
+    match timeout(WRITE_TIMEOUT, write).await {
         Ok(Ok(())) => Ok(()),
         _ => Err(()),
     }
@@ -232,12 +211,12 @@ enum WriteError {
 /// is still blocked after the timer fires twice (at least one ping interval), the peer is gone.
 /// An outbox overflow during a blocked write ends it at once.
 async fn write_all<S: Transport>(
-    ws: &mut WebSocketStream<Wire<S>>,
+    ws: &mut Conn<S>,
     outbox: &Outbox,
     mut timer: std::pin::Pin<&mut tokio::time::Sleep>,
     ping_every: Duration,
 ) -> Result<(), WriteError> {
-    let write = ws.flush();
+    let write = ws.wire.flush();
     tokio::pin!(write);
     let mut stalls = 0;
     loop {
@@ -260,7 +239,7 @@ async fn write_all<S: Transport>(
 }
 
 async fn drive<S: Transport>(
-    ws: &mut WebSocketStream<Wire<S>>,
+    ws: &mut Conn<S>,
     ctx: &SocketContext,
     session: &mut Session,
     outbox: &Outbox,
@@ -305,21 +284,23 @@ async fn drive<S: Transport>(
                     return End::Close(reason);
                 }
             },
-            msg = ws.next() => {
+            msg = ws.reader.next(&mut ws.wire) => {
                 last_seen = Instant::now();
                 pinged = false;
                 match msg {
-                    Some(Ok(Message::Text(text))) => session.handle_text(&text),
-                    Some(Ok(Message::Binary(bytes))) => match std::str::from_utf8(&bytes) {
+                    Ok(Inbound::Text(text)) => session.handle_text(&text),
+                    Ok(Inbound::Binary(bytes)) => match std::str::from_utf8(&bytes) {
                         Ok(text) => session.handle_text(text),
                         Err(_) => {
                             outbox.try_send(outbound::error(&PusherError::InvalidMessage));
                         }
                     },
-                    Some(Ok(Message::Ping(_))) => {
+                    Ok(Inbound::Ping(pong)) => {
                         control_frames = true;
-                        // tungstenite queued the pong; try to write it without waiting.
-                        match ws.flush().now_or_never() {
+                        // Written at once if the socket is idle, else queued behind what is
+                        // queued; the queue is written without waiting for the socket.
+                        outbox.push_own(outbound::Frame::raw(pong), false);
+                        match ws.wire.flush().now_or_never() {
                             Some(Ok(())) => unsent_pongs = 0,
                             Some(Err(_)) => return End::Gone,
                             None => {
@@ -330,17 +311,10 @@ async fn drive<S: Transport>(
                             }
                         }
                     }
-                    Some(Ok(Message::Pong(_))) => control_frames = true,
-                    Some(Ok(Message::Frame(_))) => {}
-                    Some(Ok(Message::Close(_))) => return End::PeerClosed,
-                    None => return End::Gone,
-                    Some(Err(e)) => {
-                        log_read_error(session.socket_id(), &e);
-                        return match violation(&e) {
-                            Some(code) => End::Violation(code),
-                            None => End::Gone,
-                        };
-                    }
+                    Ok(Inbound::Pong) => control_frames = true,
+                    Ok(Inbound::Close(reply)) => return End::PeerClosed(reply),
+                    Err(ReadEnd::Gone) => return End::Gone,
+                    Err(ReadEnd::Violation(code)) => return End::Violation(code),
                 }
             }
             _ = &mut timer => {
@@ -350,7 +324,8 @@ async fn drive<S: Transport>(
                 }
                 if now >= last_seen + ping_every {
                     if control_frames {
-                        if Box::pin(send(ws, Message::Ping(Default::default()))).await.is_err() {
+                        let ping = frames::control(0x9, &[]);
+                        if Box::pin(send(ws, &ping)).await.is_err() {
                             return End::Gone;
                         }
                     } else {
@@ -371,55 +346,36 @@ async fn drive<S: Transport>(
 
 /// Sends the closing `pusher:error` and close frame, then waits briefly for the peer's reply so
 /// the close code is not lost to a TCP reset.
-async fn finish<S: Transport>(ws: &mut WebSocketStream<Wire<S>>, end: End) {
+async fn finish<S: Transport>(ws: &mut Conn<S>, end: End) {
     let (code, reason): (u16, String) = match end {
         End::Gone => return,
-        End::PeerClosed => {
-            // tungstenite queued its close reply on the outbox but, as a server that may no
-            // longer read, does not flush its stream: the queue is written out here.
-            let _ = timeout(CLOSE_GRACE, ws.flush()).await;
-            let _ = timeout(
-                CLOSE_GRACE,
-                poll_fn(|cx| Pin::new(ws.get_mut()).poll_flush(cx)),
-            )
-            .await;
+        End::PeerClosed(reply) => {
+            let _ = timeout(CLOSE_GRACE, send(ws, &reply)).await;
             return;
         }
         End::Violation(code) => (code.as_u16(), code.reason().to_owned()),
         End::Close(err) => {
-            if err != PusherError::SlowConsumer
-                && send(ws, Message::text(outbound::error(&err).as_str()))
-                    .await
-                    .is_err()
-            {
-                return;
+            if err != PusherError::SlowConsumer {
+                let text = outbound::error(&err);
+                super::trace::frame_out(&"-", text.as_str());
+                if send(ws, text.wire()).await.is_err() {
+                    return;
+                }
             }
             (err.code().as_u16(), err.to_string())
         }
     };
-    let frame = CloseFrame {
-        code: WsCloseCode::from(code),
-        reason: Utf8Bytes::from(reason),
-    };
-    if send(ws, Message::Close(Some(frame))).await.is_err() {
+    if send(ws, &frames::close_frame(code, &reason)).await.is_err() {
         return;
     }
     let _ = timeout(CLOSE_GRACE, async {
-        while let Some(Ok(_)) = ws.next().await {}
+        while let Ok(msg) = ws.reader.next(&mut ws.wire).await {
+            if matches!(msg, Inbound::Close(_)) {
+                break;
+            }
+        }
     })
     .await;
-}
-
-/// The RFC 6455 close code for a read error caused by the peer, or `None` when the transport
-/// just failed (nothing can be sent then).
-fn violation(err: &WsError) -> Option<ViolationCode> {
-    match err {
-        WsError::Capacity(_) => Some(ViolationCode::TooBig),
-        WsError::Utf8(_) => Some(ViolationCode::InvalidPayload),
-        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => None,
-        WsError::Protocol(_) => Some(ViolationCode::ProtocolError),
-        _ => None,
-    }
 }
 
 // Logging lives in plain functions: a `tracing` macro inside the connection's async code
@@ -445,7 +401,7 @@ fn refused(ctx: &SocketContext, key: &str, err: &PusherError) {
 fn closed(app: &App, end: &End) {
     let how = match end {
         End::Gone => CloseLabel::Gone,
-        End::PeerClosed => CloseLabel::Client,
+        End::PeerClosed(_) => CloseLabel::Client,
         End::Violation(code) => CloseLabel::Code(code.as_u16()),
         End::Close(err) => {
             if *err != PusherError::SlowConsumer {
@@ -462,7 +418,7 @@ fn closed(app: &App, end: &End) {
 /// closed first).
 fn end_code(end: &End) -> Option<u16> {
     match end {
-        End::Gone | End::PeerClosed => None,
+        End::Gone | End::PeerClosed(_) => None,
         End::Violation(code) => Some(code.as_u16()),
         End::Close(err) => Some(err.code().as_u16()),
     }
@@ -476,9 +432,4 @@ fn log_connected(socket: &str, app: &str) {
 #[inline(never)]
 fn log_disconnected(socket: &str) {
     tracing::debug!(socket, "disconnected");
-}
-
-#[inline(never)]
-fn log_read_error(socket: &str, err: &WsError) {
-    tracing::debug!(socket, "read error: {err}");
 }

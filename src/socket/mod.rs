@@ -5,6 +5,7 @@
 //! outbox, its ping timer and the shutdown signal.
 
 mod connection;
+mod frames;
 mod handshake;
 mod rewind;
 pub mod session;
@@ -23,8 +24,6 @@ use hyper::header::{HeaderValue, CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET
 use hyper::{Request, Response, StatusCode};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::Role;
-use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -230,20 +229,16 @@ pub(crate) async fn accept<S: IntoTransport>(
         }
     };
     let app = ctx.apps.by_key(&sniffed.app_key);
-    let config = connection::ws_config(app.as_deref());
-    let stream = wire::Wire::new(stream.into_transport());
-    let ws = if upgrade.leftover.is_empty() {
-        WebSocketStream::from_raw_socket(stream, Role::Server, Some(config)).await
-    } else {
-        WebSocketStream::from_partially_read(stream, upgrade.leftover, Role::Server, Some(config))
-            .await
-    };
+    let conn = Box::new(connection::Conn {
+        wire: wire::Wire::new(stream.into_transport()),
+        reader: frames::FrameReader::new(connection::max_message(app.as_deref()), upgrade.leftover),
+    });
     let admission = Box::new(Admission {
         app_key: sniffed.app_key,
         origin: upgrade.origin,
         protocol: sniffed.protocol,
     });
-    connection::spawn(Box::new(ws), ctx, app, admission);
+    connection::spawn(conn, ctx, app, admission);
 }
 
 /// Kept out of the async code so the connection task's future stays small.
