@@ -7,6 +7,7 @@
 mod connection;
 mod frames;
 mod handshake;
+mod joined;
 mod rewind;
 pub mod session;
 pub mod trace;

@@ -3,7 +3,7 @@
 //! message (`rate_limiting`) rate limiters. It turns each parsed client message into adapter
 //! calls and frames queued on the socket's own outbox.
 
-use std::collections::HashMap;
+use super::joined::Joined;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -46,7 +46,7 @@ pub struct Session {
     outbox: Outbox,
     socket_id: String,
     /// Subscribed channels → the presence identity used there (presence channels only).
-    channels: HashMap<Box<str>, Option<Arc<str>>>,
+    channels: Joined,
     user: Option<User>,
     rate: RateLimit,
     /// Messages of any kind in the current `rate_limiting` window.
@@ -61,7 +61,7 @@ impl Session {
             app,
             adapter,
             outbox,
-            channels: HashMap::new(),
+            channels: Joined::default(),
             user: None,
             rate: RateLimit {
                 window: Instant::now(),
@@ -72,6 +72,11 @@ impl Session {
                 count: 0,
             },
         }
+    }
+
+    /// The connection's outbox.
+    pub(crate) fn outbox(&self) -> &Outbox {
+        &self.outbox
     }
 
     /// The wire form of this connection's id.
@@ -162,13 +167,8 @@ impl Session {
                 channel_data,
             } => self.subscribe(channel, auth, channel_data),
             ClientMessage::Unsubscribe { channel } => {
-                if self.channels.remove(channel.as_str()).is_some() {
+                if self.channels.remove(channel.as_str()) {
                     self.adapter.unsubscribe(&self.app, &channel, self.id());
-                    // Give back the memory of a spike of subscriptions.
-                    let cap = self.channels.capacity();
-                    if cap > 64 && self.channels.len() < cap / 4 {
-                        self.channels.shrink_to_fit();
-                    }
                 }
             }
             ClientMessage::Signin { auth, user_data } => self.sign_in(&auth, &user_data),
@@ -186,7 +186,7 @@ impl Session {
 
     fn subscribe(&mut self, channel: String, auth: Option<String>, data: Option<String>) {
         let full = self.channels.len() >= self.app.config().max_channels_per_connection
-            && !self.channels.contains_key(channel.as_str());
+            && !self.channels.contains(channel.as_str());
         let result = if full {
             let err = PusherError::TooManyChannels;
             Err((err.to_string(), err))
@@ -388,7 +388,7 @@ impl Session {
 
     /// Leaves every channel and forgets the sign-in; called once when the connection ends.
     pub fn close(&mut self) {
-        for (channel, _) in self.channels.drain() {
+        for (channel, _) in self.channels.take() {
             self.adapter
                 .unsubscribe(&self.app, &channel, self.outbox.id());
         }
