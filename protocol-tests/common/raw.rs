@@ -12,12 +12,34 @@ pub async fn raw_ws(addr: SocketAddr) -> TcpStream {
 
 /// As [`raw_ws`] over an already connected socket.
 pub async fn raw_ws_on(mut s: TcpStream, addr: SocketAddr) -> TcpStream {
-    let req = format!(
+    let req = upgrade_request(addr);
+    s.write_all(req.as_bytes()).await.expect("write handshake");
+    read_101(&mut s).await;
+    s
+}
+
+/// As [`raw_ws`], but `extra` (frames, say) goes out in the same write as the upgrade request,
+/// before the server has answered it.
+pub async fn raw_ws_with(addr: SocketAddr, extra: &[u8]) -> TcpStream {
+    let mut s = TcpStream::connect(addr).await.expect("tcp connect");
+    let mut bytes = upgrade_request(addr).into_bytes();
+    bytes.extend_from_slice(extra);
+    s.write_all(&bytes).await.expect("write handshake");
+    read_101(&mut s).await;
+    s
+}
+
+/// The upgrade request [`raw_ws`] sends to the test app.
+fn upgrade_request(addr: SocketAddr) -> String {
+    format!(
         "GET /app/{KEY}?protocol=7 HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\n\
          Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
-    );
-    s.write_all(req.as_bytes()).await.expect("write handshake");
+    )
+}
+
+/// Reads the response head byte by byte (nothing after it) and asserts it is a 101.
+async fn read_101(s: &mut TcpStream) {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -33,7 +55,50 @@ pub async fn raw_ws_on(mut s: TcpStream, addr: SocketAddr) -> TcpStream {
         "{}",
         String::from_utf8_lossy(&head)
     );
-    s
+}
+
+/// Reads one server frame (within [`FRAME_TIMEOUT`]) and returns its first byte (FIN, RSV,
+/// opcode) and payload; asserts it is unmasked, as server frames must be.
+pub async fn read_frame(s: &mut TcpStream) -> (u8, Vec<u8>) {
+    let read = async {
+        let mut head = [0u8; 2];
+        s.read_exact(&mut head).await?;
+        assert_eq!(head[1] & 0x80, 0, "server frames are unmasked");
+        let len = match head[1] & 0x7f {
+            126 => {
+                let mut b = [0u8; 2];
+                s.read_exact(&mut b).await?;
+                u16::from_be_bytes(b) as usize
+            }
+            127 => {
+                let mut b = [0u8; 8];
+                s.read_exact(&mut b).await?;
+                u64::from_be_bytes(b) as usize
+            }
+            n => n as usize,
+        };
+        let mut payload = vec![0u8; len];
+        s.read_exact(&mut payload).await?;
+        std::io::Result::Ok((head[0], payload))
+    };
+    tokio::time::timeout(FRAME_TIMEOUT, read)
+        .await
+        .expect("a server frame in time")
+        .expect("read a server frame")
+}
+
+/// Reads the next server frame, asserts it is a final text frame with Pusher event `event`,
+/// and returns its JSON.
+pub async fn expect_event(s: &mut TcpStream, event: &str) -> Value {
+    let (first, payload) = read_frame(s).await;
+    let text = String::from_utf8_lossy(&payload);
+    assert_eq!(
+        first, 0x81,
+        "expected a text frame with {event}, got {text}"
+    );
+    let v: Value = serde_json::from_slice(&payload).expect("JSON text frame");
+    assert_eq!(v["event"], event, "got {v}");
+    v
 }
 
 /// One frame: `first` is the first byte (FIN, RSV1-3, opcode); masked with a fixed key when
@@ -65,6 +130,16 @@ pub fn frame(first: u8, payload: &[u8], masked: bool) -> Vec<u8> {
 /// Reads everything the server sends until it closes the TCP connection (within `d`) and
 /// returns the code of the close frame among it, or `None` when there was none.
 pub async fn close_code_until_eof(s: &mut TcpStream, d: Duration) -> Option<u16> {
+    close_payload_until_eof(s, d)
+        .await
+        .filter(|p| p.len() >= 2)
+        .map(|p| u16::from_be_bytes([p[0], p[1]]))
+}
+
+/// Reads everything the server sends until it closes the TCP connection (within `d`) and
+/// returns the payload of the close frame among it (code and reason), or `None` when there was
+/// none.
+pub async fn close_payload_until_eof(s: &mut TcpStream, d: Duration) -> Option<Vec<u8>> {
     let mut data = Vec::new();
     let read = tokio::time::timeout(d, s.read_to_end(&mut data)).await;
     assert!(
@@ -84,7 +159,7 @@ pub async fn close_code_until_eof(s: &mut TcpStream, d: Duration) -> Option<u16>
         };
         let payload = &rest[start..start + len];
         if opcode == 0x8 {
-            return (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]]));
+            return Some(payload.to_vec());
         }
         rest = &rest[start + len..];
     }
