@@ -9,6 +9,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::io::{self, IoSlice};
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
@@ -90,8 +91,9 @@ struct State {
     /// Bytes of the front frame already written.
     written: usize,
     /// The socket itself, for publishers to write into while it is idle (plain TCP only; TLS
-    /// and hyper-upgraded streams always go through the queue and the socket's task).
-    direct: Option<Arc<TcpStream>>,
+    /// and hyper-upgraded streams always go through the queue and the socket's task), with its
+    /// descriptor kept here too: reading it through the `Arc` is a cache miss per delivery.
+    direct: Option<(RawFd, Arc<TcpStream>)>,
     /// No more broadcast frames: the socket is closing.
     sealed: bool,
     /// The task holds a batch not yet completely written: nobody may write directly.
@@ -129,8 +131,12 @@ const BACKLOG_MS: u32 = 50;
 /// costs more than the rest of a delivery's user-space work. Bypassing it is safe because a
 /// frame that does not fit goes to the queue, and the socket's task writes the queue through
 /// tokio, whose write then sees `WouldBlock` itself and waits for the next writable edge.
-fn send_now(tcp: &tokio::net::TcpStream, buf: &[u8]) -> std::io::Result<usize> {
-    socket2::SockRef::from(tcp).send(buf)
+fn send_now(direct: &(RawFd, Arc<TcpStream>), buf: &[u8]) -> std::io::Result<usize> {
+    // SAFETY: the descriptor belongs to the `TcpStream` held beside it, which stays open at
+    // least as long as this borrow (both live in the same locked `State`).
+    #[allow(unsafe_code)]
+    let fd = unsafe { BorrowedFd::borrow_raw(direct.0) };
+    socket2::SockRef::from(&fd).send(buf)
 }
 
 fn now_ms() -> u32 {
@@ -155,7 +161,7 @@ impl Outbox {
             id,
             capacity,
             state: Mutex::new(State {
-                direct,
+                direct: direct.map(|tcp| (tcp.as_raw_fd(), tcp)),
                 last_ms: now_ms().wrapping_sub(BUSY_MS),
                 backlog_ms: now_ms().wrapping_sub(BACKLOG_MS),
                 ..State::default()
@@ -175,7 +181,13 @@ impl Outbox {
     /// queued for the socket's task. A full queue marks the socket for closing with 4100
     /// (slow consumer) and drops the frame; returns whether the frame was taken.
     pub fn try_send(&self, frame: Frame) -> bool {
-        crate::socket::trace::frame_out(&self.0.id, frame.as_str());
+        self.offer(&frame)
+    }
+
+    /// [`Outbox::try_send`] of a shared frame: cloned (a reference count) only when it has to
+    /// be queued; a direct write needs only its bytes.
+    pub fn offer(&self, frame: &Frame) -> bool {
+        crate::socket::trace::frame_out_lazy(&self.0.id, frame);
         let mut st = self.0.state.lock();
         if st.close.is_some() || st.sealed {
             return false;
@@ -192,7 +204,7 @@ impl Outbox {
                     // Full kernel buffer, or a failed socket: the task finds out when it writes.
                     Err(_) => {}
                 }
-                st.frames.push_back(frame);
+                st.frames.push_back(frame.clone());
                 drop(st);
                 self.0.wake.notify_one();
                 return true;
@@ -207,7 +219,7 @@ impl Outbox {
             // The task has not caught up: keep batching for a while.
             st.backlog_ms = now;
         }
-        st.frames.push_back(frame);
+        st.frames.push_back(frame.clone());
         drop(st);
         self.0.wake.notify_one();
         true

@@ -521,7 +521,7 @@ fn fan_out(ch: &Channel, frame: &Frame, except: Option<SocketId>) -> (usize, usi
     let (mut sent, mut dropped) = (0, 0);
     for (id, sub) in &ch.subscribers {
         if Some(*id) != except && !sub.pending {
-            if sub.outbox.try_send(frame.clone()) {
+            if sub.outbox.offer(frame) {
                 sent += 1;
             } else {
                 dropped += 1;

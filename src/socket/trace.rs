@@ -21,6 +21,15 @@ pub fn frame_in(socket: &dyn std::fmt::Display, text: &str) {
     }
 }
 
+/// Logs a frame written to `socket`, taking its text only when logging is on (checking it is
+/// UTF-8 would otherwise cost every delivery).
+#[inline]
+pub fn frame_out_lazy(socket: &dyn std::fmt::Display, frame: &crate::protocol::outbound::Frame) {
+    if tracing::enabled!(target: "herald::frames", tracing::Level::DEBUG) {
+        frame_out(socket, frame.as_str());
+    }
+}
+
 /// Logs a frame written to `socket`.
 #[inline(never)]
 pub fn frame_out(socket: &dyn std::fmt::Display, text: &str) {
