@@ -10,7 +10,6 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::io::{self, IoSlice};
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
 
@@ -18,47 +17,18 @@ use parking_lot::Mutex;
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
+pub use crate::socket_id::SocketId;
+use crate::coalesce::Coalescer;
 use crate::protocol::outbound::Frame;
 use crate::protocol::PusherError;
 
-/// A connection's id, `"<a>.<b>"` on the wire. `a` is random, `b` a process-wide counter, so ids
-/// are unique for the life of the process and unguessable enough to be useless to forge.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SocketId {
-    a: u64,
-    b: u64,
-}
-
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-
-impl SocketId {
-    /// A fresh, never reused id.
-    pub fn generate() -> Self {
-        Self {
-            a: rand::random_range(1..=999_999_999),
-            b: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-        }
-    }
-
-    /// Parses `^\d+\.\d+$` (the form every SDK validates); `None` otherwise.
-    pub fn parse(s: &str) -> Option<Self> {
-        let (a, b) = s.split_once('.')?;
-        let digits =
-            |p: &str| !p.is_empty() && p.len() <= 19 && p.bytes().all(|c| c.is_ascii_digit());
-        if !digits(a) || !digits(b) {
-            return None;
-        }
-        Some(Self {
-            a: a.parse().ok()?,
-            b: b.parse().ok()?,
-        })
-    }
-}
-
-impl fmt::Display for SocketId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}", self.a, self.b)
-    }
+/// A plain TCP socket publishers may write into while it is idle, and the coalescer that
+/// writes it while it is busy.
+pub struct Direct {
+    /// The socket, shared with its task.
+    pub tcp: Arc<TcpStream>,
+    /// The server's coalescer.
+    pub coalescer: Arc<Coalescer>,
 }
 
 /// A cheap, cloneable handle to one socket's queue.
@@ -73,6 +43,8 @@ struct Shared {
     /// (publishers are never held up by a write in progress). Only that task locks it.
     batch: Mutex<Batch>,
     wake: Notify,
+    /// Writes this socket's frames, many per `writev`, while it is busy (plain TCP only).
+    coalescer: Option<Arc<Coalescer>>,
 }
 
 /// Frames being written by the socket's task, in order; the front one may be partly written.
@@ -107,6 +79,8 @@ struct State {
     backlog_ms: u32,
     /// Set once; the socket task sends the matching `pusher:error` (if any) and closes.
     close: Option<PusherError>,
+    /// Queued frames wait for the coalescer (the socket is on its list) rather than the task.
+    deferred: bool,
 }
 
 /// Most frames handed to the kernel in one `writev`.
@@ -139,6 +113,39 @@ fn send_now(direct: &(RawFd, Arc<TcpStream>), buf: &[u8]) -> std::io::Result<usi
     socket2::SockRef::from(&fd).send(buf)
 }
 
+/// One `sendmsg()` of `bufs`, like [`send_now`].
+fn send_vectored_now(direct: &(RawFd, Arc<TcpStream>), bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+    // SAFETY: as in `send_now`.
+    #[allow(unsafe_code)]
+    let fd = unsafe { BorrowedFd::borrow_raw(direct.0) };
+    socket2::SockRef::from(&fd).send_vectored(bufs)
+}
+
+/// Points `slices` at the first frames of `frames` (the front one minus its `written` bytes);
+/// returns how many.
+fn fill<'a>(slices: &mut [IoSlice<'a>], frames: &'a VecDeque<Frame>, written: usize) -> usize {
+    let count = frames.len().min(slices.len());
+    for (i, f) in frames.iter().take(count).enumerate() {
+        let skip = if i == 0 { written } else { 0 };
+        slices[i] = IoSlice::new(&f.wire()[skip..]);
+    }
+    count
+}
+
+/// Drops from `frames` the `n` bytes just written, the front one partly (`written`).
+fn advance(frames: &mut VecDeque<Frame>, written: &mut usize, mut n: usize) {
+    while let Some(front) = frames.front() {
+        let left = front.wire().len() - *written;
+        if n < left {
+            *written += n;
+            break;
+        }
+        n -= left;
+        *written = 0;
+        frames.pop_front();
+    }
+}
+
 fn now_ms() -> u32 {
     static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
     EPOCH
@@ -156,12 +163,17 @@ impl fmt::Debug for Outbox {
 impl Outbox {
     /// An empty outbox holding at most `capacity` frames, writing directly into `direct` (the
     /// socket) while it is idle.
-    pub fn new(id: SocketId, capacity: usize, direct: Option<Arc<TcpStream>>) -> Self {
+    pub fn new(id: SocketId, capacity: usize, direct: Option<Direct>) -> Self {
+        let (direct, coalescer) = match direct {
+            Some(d) => (Some((d.tcp.as_raw_fd(), d.tcp)), Some(d.coalescer)),
+            None => (None, None),
+        };
         Self(Arc::new(Shared {
             id,
             capacity,
+            coalescer,
             state: Mutex::new(State {
-                direct: direct.map(|tcp| (tcp.as_raw_fd(), tcp)),
+                direct,
                 last_ms: now_ms().wrapping_sub(BUSY_MS),
                 backlog_ms: now_ms().wrapping_sub(BACKLOG_MS),
                 ..State::default()
@@ -220,9 +232,52 @@ impl Outbox {
             st.backlog_ms = now;
         }
         st.frames.push_back(frame.clone());
+        // A busy socket's frames wait (a few milliseconds at most) for the coalescer, which
+        // writes them many per `writev` with no wake-up of the socket's task per frame.
+        if let (Some(c), Some(_), false) = (&self.0.coalescer, &st.direct, st.writing) {
+            if !st.deferred {
+                st.deferred = true;
+                drop(st);
+                c.defer(self.clone());
+            }
+            return true;
+        }
         drop(st);
         self.0.wake.notify_one();
         true
+    }
+
+    /// Called by the coalescer: writes the deferred frames straight into the socket, as many
+    /// per `writev` as fit. What the kernel does not take (a full buffer), or a socket its task
+    /// is writing or closing, goes back to the task.
+    pub(crate) fn flush_deferred(&self) {
+        let mut st = self.0.state.lock();
+        if !std::mem::take(&mut st.deferred) {
+            return;
+        }
+        let st = &mut *st;
+        if !st.writing && st.close.is_none() {
+            if let Some(direct) = &st.direct {
+                while !st.frames.is_empty() {
+                    let mut slices: [IoSlice<'_>; MAX_SLICES] = [IoSlice::new(&[]); MAX_SLICES];
+                    let count = fill(&mut slices, &st.frames, st.written);
+                    let wanted: usize = slices[..count].iter().map(|s| s.len()).sum();
+                    match send_vectored_now(direct, &slices[..count]) {
+                        Ok(n) => {
+                            advance(&mut st.frames, &mut st.written, n);
+                            if n < wanted {
+                                break;
+                            }
+                        }
+                        Err(_) => break,
+                    }
+                }
+                if st.frames.is_empty() {
+                    return;
+                }
+            }
+        }
+        self.0.wake.notify_one();
     }
 
     /// Queues bytes the socket's own task writes (hello, pings, and tungstenite's pongs and
@@ -326,26 +381,13 @@ impl Outbox {
                 st.writing = true;
             }
             let mut slices: [IoSlice<'_>; MAX_SLICES] = [IoSlice::new(&[]); MAX_SLICES];
-            let count = b.frames.len().min(MAX_SLICES);
-            for (i, f) in b.frames.iter().take(count).enumerate() {
-                let skip = if i == 0 { b.written } else { 0 };
-                slices[i] = IoSlice::new(&f.wire()[skip..]);
-            }
-            let mut n = match write(&slices[..count]) {
+            let count = fill(&mut slices, &b.frames, b.written);
+            let n = match write(&slices[..count]) {
                 Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
                 Poll::Ready(Ok(n)) => n,
                 other => return other.map(|r| r.map(|_| ())),
             };
-            while let Some(front) = b.frames.front() {
-                let left = front.wire().len() - b.written;
-                if n < left {
-                    b.written += n;
-                    break;
-                }
-                n -= left;
-                b.written = 0;
-                b.frames.pop_front();
-            }
+            advance(&mut b.frames, &mut b.written, n);
         }
     }
 
@@ -362,18 +404,6 @@ impl Outbox {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn socket_ids_are_pusher_shaped_and_unique() {
-        let a = SocketId::generate();
-        let b = SocketId::generate();
-        assert_ne!(a, b);
-        let s = a.to_string();
-        assert_eq!(SocketId::parse(&s), Some(a));
-        for bad in ["", "1", "1.", ".1", "a.1", "1.2.3", "-1.2", "1.2 "] {
-            assert_eq!(SocketId::parse(bad), None, "{bad}");
-        }
-    }
 
     #[test]
     fn full_outbox_requests_4100_close() {

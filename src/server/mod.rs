@@ -160,6 +160,7 @@ impl Server {
             max_connections: config.server.max_connections,
             open: AtomicUsize::new(0),
             metrics: metrics.clone(),
+            coalescer: Arc::default(),
         });
         let reloader = Arc::new(Reloader::new(
             config.clone(),
@@ -245,6 +246,7 @@ impl Server {
         let ctx = self.router.sockets.clone();
         let (token, tracker) = (ctx.shutdown.clone(), ctx.tracker.clone());
         tracker.spawn(sweep_caches(ctx.adapter.clone(), token.clone()));
+        tracker.spawn(ctx.coalescer.clone().run(token.clone()));
         let (adapter, apps) = (ctx.adapter.clone(), ctx.apps.clone());
         tracker.spawn(crate::counting::run(adapter, apps, token.clone()));
         // The metrics listener outlives the drain (it is stopped last), so `/ready` answers 503

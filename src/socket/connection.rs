@@ -23,7 +23,7 @@ use super::{Admission, SocketContext};
 use crate::apps::App;
 use crate::console::ConsoleEvent;
 use crate::metrics::{CloseLabel, MessageKind, Refusal};
-use crate::outbox::{Outbox, SocketId};
+use crate::outbox::{Direct, Outbox, SocketId};
 use crate::protocol::outbound;
 use crate::protocol::{PusherError, ViolationCode};
 
@@ -90,7 +90,10 @@ pub(super) fn spawn<S: Transport + Send + 'static>(
             return;
         }
     };
-    let direct = ws.wire.direct();
+    let direct = ws.wire.direct().map(|tcp| Direct {
+        tcp,
+        coalescer: ctx.coalescer.clone(),
+    });
     let outbox = Outbox::new(SocketId::generate(), ctx.max_queued_frames, direct);
     ws.wire.attach(outbox.clone());
     let session = Session::new(app.clone(), ctx.adapter.clone(), outbox.clone());
