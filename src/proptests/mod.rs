@@ -12,6 +12,7 @@ mod apps;
 mod auth;
 mod channel;
 mod config;
+mod frames;
 mod inbound;
 mod presence;
 mod socket_id;

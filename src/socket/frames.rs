@@ -89,6 +89,12 @@ impl FrameReader {
         }
     }
 
+    /// The bytes held for frames not yet parsed: what the property tests check is freed.
+    #[cfg(test)]
+    pub(crate) fn pending_capacity(&self) -> usize {
+        self.pending.capacity()
+    }
+
     /// The next message from `io`.
     pub(crate) async fn next<S: AsyncRead + Unpin>(
         &mut self,

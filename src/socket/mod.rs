@@ -5,7 +5,7 @@
 //! outbox, its ping timer and the shutdown signal.
 
 mod connection;
-mod frames;
+pub(crate) mod frames;
 mod handshake;
 mod joined;
 mod rewind;
