@@ -1,9 +1,10 @@
 //! [`Coalescer`]: writes busy sockets' frames in batches. A socket that is sent frames faster
 //! than one per [`crate::outbox`]'s busy interval stops taking them straight into the kernel;
-//! its frames queue, and the socket joins this list once. Every [`WINDOW`], one task writes each
+//! its frames queue, and the socket joins this list once. Every window (`[server]
+//! batch_window_ms`), one task writes each
 //! listed socket's queue with one `writev`, straight into the socket: at high rates a delivery
 //! then costs a share of one syscall instead of a syscall plus a wake-up of the socket's task,
-//! for at most [`WINDOW`] of added latency. What a socket does not take (a full kernel buffer)
+//! for at most one window of added latency. What a socket does not take (a full kernel buffer)
 //! goes back to its own task, which waits for the socket as before.
 
 use std::sync::Arc;
@@ -15,17 +16,28 @@ use tokio_util::sync::CancellationToken;
 
 use crate::outbox::Outbox;
 
-/// How long a busy socket's frames wait to be written together.
-pub const WINDOW: Duration = Duration::from_millis(4);
-
 /// The sockets with frames waiting for the next batch.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Coalescer {
     due: Mutex<Vec<Outbox>>,
     wake: Notify,
+    /// `[server] batch_window_ms`.
+    window: Duration,
 }
 
 impl Coalescer {
+    /// A coalescer writing every `window`; `None` for a zero window (no batching: a busy
+    /// socket's task writes its frames as they come).
+    pub fn new(window: Duration) -> Option<Arc<Self>> {
+        (!window.is_zero()).then(|| {
+            Arc::new(Self {
+                due: Mutex::default(),
+                wake: Notify::new(),
+                window,
+            })
+        })
+    }
+
     /// Lists `outbox` for the next batch (the outbox lists itself once until written).
     pub(crate) fn defer(&self, outbox: Outbox) {
         let first = {
@@ -38,7 +50,7 @@ impl Coalescer {
         }
     }
 
-    /// Writes the listed sockets every [`WINDOW`] while any are listed, until `shutdown`; then
+    /// Writes the listed sockets once a window while any are listed, until `shutdown`; then
     /// hands what is left to the sockets' tasks.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         let mut batch = Vec::new();
@@ -47,7 +59,7 @@ impl Coalescer {
                 _ = shutdown.cancelled() => break,
                 _ = self.wake.notified() => {}
             }
-            tokio::time::sleep(WINDOW).await;
+            tokio::time::sleep(self.window).await;
             std::mem::swap(&mut *self.due.lock(), &mut batch);
             for outbox in batch.drain(..) {
                 outbox.flush_deferred();

@@ -17,18 +17,18 @@ use parking_lot::Mutex;
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
-pub use crate::socket_id::SocketId;
 use crate::coalesce::Coalescer;
 use crate::protocol::outbound::Frame;
 use crate::protocol::PusherError;
+pub use crate::socket_id::SocketId;
 
 /// A plain TCP socket publishers may write into while it is idle, and the coalescer that
 /// writes it while it is busy.
 pub struct Direct {
     /// The socket, shared with its task.
     pub tcp: Arc<TcpStream>,
-    /// The server's coalescer.
-    pub coalescer: Arc<Coalescer>,
+    /// The server's coalescer, if batching is on.
+    pub coalescer: Option<Arc<Coalescer>>,
 }
 
 /// A cheap, cloneable handle to one socket's queue.
@@ -165,7 +165,7 @@ impl Outbox {
     /// socket) while it is idle.
     pub fn new(id: SocketId, capacity: usize, direct: Option<Direct>) -> Self {
         let (direct, coalescer) = match direct {
-            Some(d) => (Some((d.tcp.as_raw_fd(), d.tcp)), Some(d.coalescer)),
+            Some(d) => (Some((d.tcp.as_raw_fd(), d.tcp)), d.coalescer),
             None => (None, None),
         };
         Self(Arc::new(Shared {
@@ -234,13 +234,18 @@ impl Outbox {
         st.frames.push_back(frame.clone());
         // A busy socket's frames wait (a few milliseconds at most) for the coalescer, which
         // writes them many per `writev` with no wake-up of the socket's task per frame.
+        // A burst that fills a `writev` before the window ends goes to the socket's task at once,
+        // so batching never brings a socket that reads fine closer to its queue bound.
         if let (Some(c), Some(_), false) = (&self.0.coalescer, &st.direct, st.writing) {
             if !st.deferred {
                 st.deferred = true;
                 drop(st);
                 c.defer(self.clone());
+                return true;
             }
-            return true;
+            if st.frames.len() < MAX_SLICES {
+                return true;
+            }
         }
         drop(st);
         self.0.wake.notify_one();

@@ -75,6 +75,9 @@ pub struct ServerConfig {
     pub shutdown_timeout: u64,
     /// Frames one socket may have queued before it counts as a slow reader and is closed with 4100.
     pub max_queued_frames: usize,
+    /// Milliseconds a busy socket's frames (over ~200 a second) may wait to leave together in
+    /// one `writev`; 0 writes every frame on its own, as soon as it is sent.
+    pub batch_window_ms: u64,
     /// Server-wide cap on open WebSocket connections (0: no cap); over it, close 4100.
     pub max_connections: usize,
     /// Seconds a new connection may stay silent before it is closed (fractions allowed).
@@ -111,6 +114,7 @@ impl Default for ServerConfig {
             max_request_size: 10_000,
             shutdown_timeout: 10,
             max_queued_frames: 1024,
+            batch_window_ms: 8,
             max_connections: 0,
             first_byte_timeout: 5.0,
             header_timeout: 10.0,
@@ -265,6 +269,9 @@ impl Config {
         }
         if self.server.max_queued_frames == 0 {
             return invalid("server.max_queued_frames", "must be at least 1");
+        }
+        if self.server.batch_window_ms > 100 {
+            return invalid("server.batch_window_ms", "must be at most 100");
         }
         for (key, secs) in [
             ("server.first_byte_timeout", self.server.first_byte_timeout),

@@ -23,6 +23,7 @@ use tokio_util::task::TaskTracker;
 use crate::adapter::{Adapter, LocalState};
 use crate::apps::AppRegistry;
 use crate::cluster::{Cluster, ClusterError};
+use crate::coalesce::Coalescer;
 use crate::config::{Config, ConfigError};
 use crate::http::{self, ApiContext};
 use crate::limits::{Level, PendingBudget, PendingRefusal, QuietLog};
@@ -160,7 +161,7 @@ impl Server {
             max_connections: config.server.max_connections,
             open: AtomicUsize::new(0),
             metrics: metrics.clone(),
-            coalescer: Arc::default(),
+            coalescer: Coalescer::new(Duration::from_millis(config.server.batch_window_ms)),
         });
         let reloader = Arc::new(Reloader::new(
             config.clone(),
@@ -246,7 +247,9 @@ impl Server {
         let ctx = self.router.sockets.clone();
         let (token, tracker) = (ctx.shutdown.clone(), ctx.tracker.clone());
         tracker.spawn(sweep_caches(ctx.adapter.clone(), token.clone()));
-        tracker.spawn(ctx.coalescer.clone().run(token.clone()));
+        if let Some(coalescer) = &ctx.coalescer {
+            tracker.spawn(coalescer.clone().run(token.clone()));
+        }
         let (adapter, apps) = (ctx.adapter.clone(), ctx.apps.clone());
         tracker.spawn(crate::counting::run(adapter, apps, token.clone()));
         // The metrics listener outlives the drain (it is stopped last), so `/ready` answers 503

@@ -50,8 +50,8 @@ pub struct SocketContext {
     pub open: AtomicUsize,
     /// Refused connections by reason.
     pub metrics: Arc<crate::metrics::Metrics>,
-    /// Writes busy sockets' frames in batches.
-    pub coalescer: Arc<crate::coalesce::Coalescer>,
+    /// Writes busy sockets' frames in batches (`None`: `batch_window_ms` is 0).
+    pub coalescer: Option<Arc<crate::coalesce::Coalescer>>,
 }
 
 impl SocketContext {
