@@ -81,6 +81,11 @@ struct State {
     close: Option<PusherError>,
     /// Queued frames wait for the coalescer (the socket is on its list) rather than the task.
     deferred: bool,
+    /// Start of the current [`RATE_MS`] interval, in [`now_ms`] units.
+    rate_ms: u32,
+    /// Frames offered in the current interval, and in the one before.
+    rate_count: u16,
+    rate_prev: u16,
 }
 
 /// Most frames handed to the kernel in one `writev`.
@@ -91,6 +96,14 @@ const MAX_SLICES: usize = 64;
 /// per `writev` instead of one `write()` per frame (see docs/performance.md for the figures);
 /// at ordinary rates every frame is written directly.
 const BUSY_MS: u32 = 5;
+
+/// Frames per [`RATE_MS`] (in the current interval or the one before) from which a socket's
+/// queued frames wait for the coalescer: 200 a second sustained, not two events that happened
+/// to come close together (those are written at once, or by the socket's task).
+const SUSTAINED: u16 = 10;
+
+/// The interval a socket's frame rate is counted over, in milliseconds.
+const RATE_MS: u32 = 50;
 
 /// A socket whose task fell behind (a frame found others still queued) less than this many
 /// milliseconds ago keeps queueing: on a saturated server, frames then leave in batches (one
@@ -208,6 +221,13 @@ impl Outbox {
         let busy =
             now.wrapping_sub(st.last_ms) < BUSY_MS || now.wrapping_sub(st.backlog_ms) < BACKLOG_MS;
         st.last_ms = now;
+        let since = now.wrapping_sub(st.rate_ms);
+        if since >= RATE_MS {
+            st.rate_prev = if since < 2 * RATE_MS { st.rate_count } else { 0 };
+            st.rate_ms = now;
+            st.rate_count = 0;
+        }
+        st.rate_count = st.rate_count.saturating_add(1);
         if st.frames.is_empty() && !st.writing && !busy {
             if let Some(tcp) = &st.direct {
                 match send_now(tcp, frame.wire()) {
@@ -236,7 +256,10 @@ impl Outbox {
         // writes them many per `writev` with no wake-up of the socket's task per frame.
         // A burst that fills a `writev` before the window ends goes to the socket's task at once,
         // so batching never brings a socket that reads fine closer to its queue bound.
-        if let (Some(c), Some(_), false) = (&self.0.coalescer, &st.direct, st.writing) {
+        let sustained = st.rate_prev.max(st.rate_count) >= SUSTAINED;
+        if let (Some(c), Some(_), false, true) =
+            (&self.0.coalescer, &st.direct, st.writing, sustained)
+        {
             if !st.deferred {
                 st.deferred = true;
                 drop(st);
