@@ -223,7 +223,11 @@ impl Outbox {
         st.last_ms = now;
         let since = now.wrapping_sub(st.rate_ms);
         if since >= RATE_MS {
-            st.rate_prev = if since < 2 * RATE_MS { st.rate_count } else { 0 };
+            st.rate_prev = if since < 2 * RATE_MS {
+                st.rate_count
+            } else {
+                0
+            };
             st.rate_ms = now;
             st.rate_count = 0;
         }
