@@ -1,6 +1,6 @@
 //! [`Frame`]: one server → client WebSocket text frame, header and payload encoded once per
 //! broadcast. Server frames are unmasked, so the same bytes go to every subscriber: the
-//! publisher can write them straight into a socket (see `outbox.rs`) with no per-delivery
+//! publisher can write them straight into a socket (see `outbox/`) with no per-delivery
 //! encoding or copy.
 
 use std::fmt;

@@ -9,7 +9,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::io::{self, IoSlice};
-use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::task::Poll;
 
@@ -21,6 +21,9 @@ use crate::coalesce::Coalescer;
 use crate::protocol::outbound::Frame;
 use crate::protocol::PusherError;
 pub use crate::socket_id::SocketId;
+
+mod syscalls;
+use syscalls::{advance, fill, now_ms, send_now, send_vectored_now};
 
 /// A plain TCP socket publishers may write into while it is idle, and the coalescer that
 /// writes it while it is busy.
@@ -110,62 +113,6 @@ const RATE_MS: u32 = 50;
 /// `writev` each) instead of one `write()` per delivery on the publisher's thread. Once its
 /// task keeps up again for this long, publishers write into it directly again.
 const BACKLOG_MS: u32 = 50;
-
-/// Milliseconds since the first call (wrapping): a cheap clock for [`BUSY_MS`] and
-/// [`BACKLOG_MS`].
-/// One `send()` of `buf` on a socket publishers share, straight to the kernel: tokio's
-/// `try_write` would first consult (and on `WouldBlock` clear) the socket's readiness, which
-/// costs more than the rest of a delivery's user-space work. Bypassing it is safe because a
-/// frame that does not fit goes to the queue, and the socket's task writes the queue through
-/// tokio, whose write then sees `WouldBlock` itself and waits for the next writable edge.
-fn send_now(direct: &(RawFd, Arc<TcpStream>), buf: &[u8]) -> std::io::Result<usize> {
-    // SAFETY: the descriptor belongs to the `TcpStream` held beside it, which stays open at
-    // least as long as this borrow (both live in the same locked `State`).
-    #[allow(unsafe_code)]
-    let fd = unsafe { BorrowedFd::borrow_raw(direct.0) };
-    socket2::SockRef::from(&fd).send(buf)
-}
-
-/// One `sendmsg()` of `bufs`, like [`send_now`].
-fn send_vectored_now(direct: &(RawFd, Arc<TcpStream>), bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-    // SAFETY: as in `send_now`.
-    #[allow(unsafe_code)]
-    let fd = unsafe { BorrowedFd::borrow_raw(direct.0) };
-    socket2::SockRef::from(&fd).send_vectored(bufs)
-}
-
-/// Points `slices` at the first frames of `frames` (the front one minus its `written` bytes);
-/// returns how many.
-fn fill<'a>(slices: &mut [IoSlice<'a>], frames: &'a VecDeque<Frame>, written: usize) -> usize {
-    let count = frames.len().min(slices.len());
-    for (i, f) in frames.iter().take(count).enumerate() {
-        let skip = if i == 0 { written } else { 0 };
-        slices[i] = IoSlice::new(&f.wire()[skip..]);
-    }
-    count
-}
-
-/// Drops from `frames` the `n` bytes just written, the front one partly (`written`).
-fn advance(frames: &mut VecDeque<Frame>, written: &mut usize, mut n: usize) {
-    while let Some(front) = frames.front() {
-        let left = front.wire().len() - *written;
-        if n < left {
-            *written += n;
-            break;
-        }
-        n -= left;
-        *written = 0;
-        frames.pop_front();
-    }
-}
-
-fn now_ms() -> u32 {
-    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    EPOCH
-        .get_or_init(std::time::Instant::now)
-        .elapsed()
-        .as_millis() as u32
-}
 
 impl fmt::Debug for Outbox {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -1,0 +1,75 @@
+//! The outbox's system calls and queue bookkeeping: one `send()` or `sendmsg()` straight into a
+//! shared socket (bypassing tokio's readiness, see [`send_now`]), the `writev` slices of a queue
+//! and what a partial write leaves of it.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::os::fd::{BorrowedFd, RawFd};
+use std::sync::Arc;
+
+use tokio::net::TcpStream;
+
+use crate::protocol::outbound::Frame;
+
+/// One `send()` of `buf` on a socket publishers share, straight to the kernel: tokio's
+/// `try_write` would first consult (and on `WouldBlock` clear) the socket's readiness, which
+/// costs more than the rest of a delivery's user-space work. Bypassing it is safe because a
+/// frame that does not fit goes to the queue, and the socket's task writes the queue through
+/// tokio, whose write then sees `WouldBlock` itself and waits for the next writable edge.
+pub(super) fn send_now(direct: &(RawFd, Arc<TcpStream>), buf: &[u8]) -> std::io::Result<usize> {
+    // SAFETY: the descriptor belongs to the `TcpStream` held beside it, which stays open at
+    // least as long as this borrow (both live in the same locked `State`).
+    #[allow(unsafe_code)]
+    let fd = unsafe { BorrowedFd::borrow_raw(direct.0) };
+    socket2::SockRef::from(&fd).send(buf)
+}
+
+/// One `sendmsg()` of `bufs`, like [`send_now`].
+pub(super) fn send_vectored_now(
+    direct: &(RawFd, Arc<TcpStream>),
+    bufs: &[IoSlice<'_>],
+) -> io::Result<usize> {
+    // SAFETY: as in `send_now`.
+    #[allow(unsafe_code)]
+    let fd = unsafe { BorrowedFd::borrow_raw(direct.0) };
+    socket2::SockRef::from(&fd).send_vectored(bufs)
+}
+
+/// Points `slices` at the first frames of `frames` (the front one minus its `written` bytes);
+/// returns how many.
+pub(super) fn fill<'a>(
+    slices: &mut [IoSlice<'a>],
+    frames: &'a VecDeque<Frame>,
+    written: usize,
+) -> usize {
+    let count = frames.len().min(slices.len());
+    for (i, f) in frames.iter().take(count).enumerate() {
+        let skip = if i == 0 { written } else { 0 };
+        slices[i] = IoSlice::new(&f.wire()[skip..]);
+    }
+    count
+}
+
+/// Drops from `frames` the `n` bytes just written, the front one partly (`written`).
+pub(super) fn advance(frames: &mut VecDeque<Frame>, written: &mut usize, mut n: usize) {
+    while let Some(front) = frames.front() {
+        let left = front.wire().len() - *written;
+        if n < left {
+            *written += n;
+            break;
+        }
+        n -= left;
+        *written = 0;
+        frames.pop_front();
+    }
+}
+
+/// Milliseconds since the first call (wrapping): a cheap clock for the busy, backlog and rate
+/// rules.
+pub(super) fn now_ms() -> u32 {
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    EPOCH
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis() as u32
+}
