@@ -441,7 +441,8 @@ pub async fn run_at(o: &Opts, rate: f64, name: &str) -> Figures {
     );
     println!("{name}: {label}; {} run(s)", o.runs);
     let floor = o.floor.then(|| {
-        let f = crate::floor::measure(o.subscribers.unwrap_or(500), 100.0, 5.0, o.payload);
+        let subs = o.subscribers.unwrap_or(500);
+        let f = crate::floor::measure(subs, 100.0, 5.0, o.payload, o.floor_wait);
         println!(
             "floor (same run): {:.3} µs CPU per write (user {:.3}, system {:.3})",
             f.us_per_write, f.user_us, f.sys_us
@@ -485,6 +486,7 @@ pub async fn run_at(o: &Opts, rate: f64, name: &str) -> Figures {
         let ratio = medians[17] / floor;
         println!("| herald CPU per delivery / floor | {ratio:.2} | |");
         json.insert("floor_us".into(), floor.into());
+        json.insert("floor_readers_wait".into(), o.floor_wait.into());
         json.insert(
             "cpu_to_floor".into(),
             serde_json::Number::from_f64(ratio).map_or(serde_json::Value::Null, Into::into),

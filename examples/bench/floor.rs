@@ -25,8 +25,12 @@ pub struct Floor {
     pub sys_us: f64,
 }
 
-/// Runs the floor for `duration` seconds with `subs` sockets at `rate` rounds per second.
-pub fn measure(subs: usize, rate: f64, duration: f64, payload: usize) -> Floor {
+/// Runs the floor for `duration` seconds with `subs` sockets at `rate` rounds per second. With
+/// `wait`, the other ends are read the way the bench's subscribers are (a task per socket on a
+/// tokio runtime, woken by epoll when data arrives), so the writer also pays the receiver's
+/// wake-ups, as a server measured against the bench does; without, one thread polls them every
+/// 0.5 ms and no reader ever waits (the floor as first defined: cheaper).
+pub fn measure(subs: usize, rate: f64, duration: f64, payload: usize, wait: bool) -> Floor {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().unwrap();
     let mut writers = Vec::with_capacity(subs);
@@ -42,6 +46,9 @@ pub fn measure(subs: usize, rate: f64, duration: f64, payload: usize) -> Floor {
     let stop = Arc::new(AtomicBool::new(false));
     let drain_stop = stop.clone();
     let drainer = std::thread::spawn(move || {
+        if wait {
+            return drain_waiting(readers, drain_stop);
+        }
         let mut buf = vec![0u8; 64 * 1024];
         while !drain_stop.load(Ordering::Relaxed) {
             for r in &mut readers {
@@ -99,10 +106,31 @@ pub fn measure(subs: usize, rate: f64, duration: f64, payload: usize) -> Floor {
     }
 }
 
+/// Reads every socket from tasks that wait for data (epoll), until `stop`.
+fn drain_waiting(readers: Vec<TcpStream>, stop: Arc<AtomicBool>) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async move {
+        for r in readers {
+            let mut r = tokio::net::TcpStream::from_std(r).expect("tokio stream");
+            tokio::spawn(async move {
+                use tokio::io::AsyncReadExt;
+                let mut buf = vec![0u8; 4096];
+                while matches!(r.read(&mut buf).await, Ok(n) if n > 0) {}
+            });
+        }
+        while !stop.load(Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+}
+
 /// `floor` on its own: prints the figures and a JSON line.
 pub fn run(o: &crate::Opts) {
     let subs = o.subscribers.unwrap_or(500);
-    let f = measure(subs, o.rate, o.duration, o.payload);
+    let f = measure(subs, o.rate, o.duration, o.payload, o.floor_wait);
     println!(
         "floor: {subs} sockets x {} writes/s x {}s: {} writes, {:.3} µs CPU per write (user {:.3}, system {:.3})",
         o.rate, o.duration, f.writes, f.us_per_write, f.user_us, f.sys_us

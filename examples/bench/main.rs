@@ -15,7 +15,8 @@
 //!   connections, or with `--mode client-events` as client events on a private channel;
 //!   deliveries/s, loss, duplicates, latency p50/p99/max (HdrHistogram), server CPU per delivery
 //!   split user/system, `--runs R` (3) fresh repetitions as median and spread; `--floor on`
-//!   measures the write floor first and prints the ratio. Cluster: `--nodes N --scaling on`.
+//!   measures the write floor first and prints the ratio (`--floor wait`: its readers wait
+//!   for data like the bench's subscribers, so the writer pays their wake-ups too). Cluster: `--nodes N --scaling on`.
 //! - `max-rate`: fan-out at `--rate`, doubling (at most `--max-steps`, 6) until p99 passes
 //!   100 ms or anything is lost.
 //! - `floor`: the write floor (see `floor.rs`).
@@ -63,6 +64,8 @@ pub struct Opts {
     pid: Option<u32>,
     client_events: bool,
     floor: bool,
+    /// `--floor wait`: the floor's readers wait for data like the bench's subscribers.
+    floor_wait: bool,
     /// `[console] enabled` on the servers the bench starts (no viewer connects).
     console: bool,
     channels: usize,
@@ -89,6 +92,7 @@ fn opts() -> Opts {
         pid: None,
         client_events: false,
         floor: false,
+        floor_wait: false,
         console: false,
         channels: 100,
         max_steps: 6,
@@ -122,7 +126,10 @@ fn opts() -> Opts {
             "--key" => key = Some(v),
             "--secret" => secret = Some(v),
             "--pid" => o.pid = Some(num("--pid") as u32),
-            "--floor" if v == "on" || v == "off" => o.floor = v == "on",
+            "--floor" if v == "on" || v == "off" || v == "wait" => {
+                o.floor = v != "off";
+                o.floor_wait = v == "wait";
+            }
             "--console" if v == "on" || v == "off" => o.console = v == "on",
             "--channels" => o.channels = v.parse().expect("--channels needs a number"),
             "--max-steps" => o.max_steps = num("--max-steps") as usize,
