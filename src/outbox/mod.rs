@@ -259,11 +259,10 @@ impl Outbox {
         self.0.wake.notify_one();
     }
 
-    /// Queues bytes the socket's own task writes (hello, pings, and tungstenite's pongs and
-    /// close), on the same ordered path, regardless of seal and capacity (the task bounds them).
-    /// With `wake`, the task is woken to write them out if they had to queue; without, they wait
-    /// for the task's next flush (tungstenite's writes are always followed by one) or for the
-    /// next queued frame, so a peer that pings without reading does not stop the task's reads.
+    /// Queues bytes the socket's own task writes (hello, pings, pongs and the close frame), on
+    /// the same ordered path, regardless of seal and capacity (the task bounds them). With
+    /// `wake`, the task is woken to write them out if they had to queue; without, they wait for
+    /// the task's own flush (which follows each of its writes) or for the next queued frame, so a peer that pings without reading does not stop the task's reads.
     pub(crate) fn push_own(&self, frame: Frame, wake: bool) {
         let mut st = self.0.state.lock();
         if st.frames.is_empty() && !st.writing {

@@ -65,7 +65,7 @@ impl Frame {
         &self.wire
     }
 
-    /// Raw bytes already framed by someone else (tungstenite's control frames), queued on the
+    /// Raw bytes already framed elsewhere (the connection's control frames), queued on the
     /// same ordered path as broadcast frames.
     pub(crate) fn raw(bytes: Bytes) -> Self {
         Self {

@@ -1,10 +1,10 @@
-//! The byte stream under tungstenite. [`Wire`] keeps tungstenite for reading and for its own
-//! frames (pongs, pings, close) but sends every write through the socket's [`Outbox`], the one
-//! ordered path that publishers also write into, so tungstenite's frames and broadcast frames
-//! never interleave. [`Transport`] says whether publishers may write straight into the socket:
-//! plain TCP ([`SharedTcp`]) can, any other stream (a hyper-upgraded connection, TLS through
-//! [`Rewind`]) cannot and is written only by its task, from the outbox's queue
-//! ([`IntoTransport`] picks which when a connection is accepted).
+//! A connection's byte stream. [`Wire`] is read by the frame reader (`frames.rs`) and sends the
+//! connection's own writes (pings, the closing `pusher:error` and close frame) through the
+//! socket's [`Outbox`], the one ordered path that publishers also write into, so they never
+//! interleave with broadcast frames. [`Transport`] says whether publishers may write straight
+//! into the socket: plain TCP ([`SharedTcp`]) can, any other stream (a hyper-upgraded
+//! connection, TLS through [`Rewind`]) cannot and is written only by its task, from the
+//! outbox's queue ([`IntoTransport`] picks which when a connection is accepted).
 
 use std::io;
 use std::pin::Pin;
@@ -130,7 +130,7 @@ impl AsyncWrite for SharedTcp {
     }
 }
 
-/// The stream tungstenite sees. Until [`Wire::attach`] it passes writes through (a refused
+/// The connection's stream. Until [`Wire::attach`] it passes writes through (a refused
 /// connection's error and close); after, a write queues the bytes on the outbox (or writes them
 /// straight in when nothing is queued) and a flush writes the outbox's queue out.
 pub(crate) struct Wire<S> {
