@@ -8,12 +8,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use crate::client::{connect_id, private_auth, subscribe_auth, App, Client, Trigger};
 use crate::procs::{cpu_seconds, cpu_split, start_herald, start_redis, Proc};
+use crate::rawws::{Closed, Frame, RawWs};
 use crate::Opts;
 
 /// How events are published.
@@ -93,7 +93,7 @@ struct Seen {
 
 #[allow(clippy::too_many_arguments)]
 async fn read(
-    mut ws: Client,
+    mut ws: RawWs,
     event_prefix: String,
     warm_prefix: String,
     node: usize,
@@ -111,36 +111,52 @@ async fn read(
         closed: false,
     };
     let mut warm = false;
+    // Registered once: a `cancelled()` made per read would register a waker per delivery.
+    let cancelled = stop.cancelled();
+    tokio::pin!(cancelled);
     loop {
-        let msg = tokio::select! {
-            _ = stop.cancelled() => break,
-            m = ws.next() => m,
+        let read = tokio::select! {
+            biased;
+            _ = &mut cancelled => break,
+            r = ws.read_ready() => r,
         };
-        let text = match msg {
-            Some(Ok(Message::Text(t))) => t,
-            Some(Ok(_)) => continue,
-            _ => {
+        match read {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(Closed) => {
                 seen.closed = true;
                 break;
             }
-        };
+        }
+        // One clock read per read: the frames it brought arrived together.
         let now = epoch.elapsed().as_micros() as u64;
-        let t = text.as_str();
-        if t.starts_with(&event_prefix) {
-            let Some((seq, sent)) = parse_data(t) else {
-                panic!("malformed bench event: {t}");
-            };
-            if seq < events {
-                if seen.counts[seq] == 0 {
-                    seen.latencies.push(now.saturating_sub(sent) as u32);
+        let mut got = 0;
+        let parsed = ws.frames(|f| {
+            let Frame::Text(t) = f else { return true };
+            if t.starts_with(&event_prefix) {
+                let Some((seq, sent)) = parse_data(t) else {
+                    panic!("malformed bench event: {t}");
+                };
+                if seq < events {
+                    if seen.counts[seq] == 0 {
+                        seen.latencies.push(now.saturating_sub(sent) as u32);
+                    }
+                    seen.counts[seq] = seen.counts[seq].saturating_add(1);
+                    got += 1;
                 }
-                seen.counts[seq] = seen.counts[seq].saturating_add(1);
-                seen.last_us = now;
-                total.fetch_add(1, Ordering::Relaxed);
+            } else if t.starts_with(&warm_prefix) && !warm {
+                warm = true;
+                warmed.fetch_add(1, Ordering::Relaxed);
             }
-        } else if t.starts_with(&warm_prefix) && !warm {
-            warm = true;
-            warmed.fetch_add(1, Ordering::Relaxed);
+            true
+        });
+        if got > 0 {
+            seen.last_us = now;
+            total.fetch_add(got, Ordering::Relaxed);
+        }
+        if parsed.is_err() {
+            seen.closed = true;
+            break;
         }
     }
     seen
@@ -226,7 +242,7 @@ pub async fn run_once(o: &Opts, rate: f64) -> Figures {
         Some(app) => (vec![app.clone()], o.pid.into_iter().collect()),
         None => {
             nodes = (0..o.nodes)
-                .map(|i| start_herald(&o.bin, format!("node{i}"), redis_port, o.console))
+                .map(|i| start_herald(o, format!("node{i}"), redis_port))
                 .collect();
             for n in &mut nodes {
                 n.wait_ready(o.scaling);
@@ -253,9 +269,9 @@ pub async fn run_once(o: &Opts, rate: f64) -> Figures {
                 let channel = p.channel;
                 let private = p.client_events;
                 tokio::spawn(async move {
-                    let (mut ws, id) = connect_id(&app).await;
+                    let (mut ws, id) = RawWs::connect(&app).await;
                     let auth = private.then(|| private_auth(&app, &id, channel));
-                    subscribe_auth(&mut ws, channel, auth).await;
+                    ws.subscribe(channel, auth).await;
                     ws
                 })
             })

@@ -40,6 +40,7 @@ mod floor;
 mod memory;
 mod presence;
 mod procs;
+mod rawws;
 
 use std::time::Duration;
 
@@ -70,6 +71,8 @@ pub struct Opts {
     console: bool,
     channels: usize,
     max_steps: usize,
+    /// `--batch-window MS`: `[server] batch_window_ms` on the servers the bench starts.
+    batch_window: Option<u64>,
 }
 
 fn opts() -> Opts {
@@ -96,6 +99,7 @@ fn opts() -> Opts {
         console: false,
         channels: 100,
         max_steps: 6,
+        batch_window: None,
     };
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     if let Some(cmd) = args.first().filter(|a| !a.starts_with("--")).cloned() {
@@ -132,6 +136,9 @@ fn opts() -> Opts {
             }
             "--console" if v == "on" || v == "off" => o.console = v == "on",
             "--channels" => o.channels = v.parse().expect("--channels needs a number"),
+            "--batch-window" => {
+                o.batch_window = Some(v.parse().expect("--batch-window needs a number (ms)"))
+            }
             "--max-steps" => o.max_steps = num("--max-steps") as usize,
             "--connections" => o.connections = num("--connections") as usize,
             "--subscribers" | "--members" => o.subscribers = Some(num("--subscribers") as usize),

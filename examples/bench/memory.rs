@@ -32,7 +32,7 @@ pub async fn run(o: &Opts) {
     let (pid, app) = match &o.external {
         Some(app) => (o.pid, app.clone()),
         None => {
-            let mut n = start_herald(&o.bin, "herald".into(), None, o.console);
+            let mut n = start_herald(o, "herald".into(), None);
             n.wait_ready(false);
             let r = (Some(n.pid()), App::bench(n.port));
             node = Some(n);

@@ -118,7 +118,7 @@ pub async fn run(o: &Opts) {
     let (app, mut node, pid) = match &o.external {
         Some(app) => (app.clone(), None, o.pid),
         None => {
-            let mut node = start_herald(&o.bin, "herald".into(), None, o.console);
+            let mut node = start_herald(o, "herald".into(), None);
             node.wait_ready(false);
             let pid = node.pid();
             (App::bench(node.port), Some(node), Some(pid))

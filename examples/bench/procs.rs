@@ -13,6 +13,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::Opts;
+
 /// Every live child, with its temp config file if any.
 static PIDS: Mutex<Vec<(u32, Option<PathBuf>)>> = Mutex::new(Vec::new());
 /// Set by whichever of panic, Ctrl-C and the time limit ends the bench first.
@@ -213,12 +215,18 @@ impl Drop for Proc {
 /// The bench app, a generous queue, no pings during a run.
 const APP: &str = "[[apps]]\nid = \"bench\"\nkey = \"bench-key\"\nsecret = \"bench-secret\"\nping_interval = 3600\nactivity_timeout = 120\nclient_events_per_second = 100000\nmax_presence_members = 100000\n";
 
-/// Starts `bin` with a temp config on a free port; with `redis`, joined to that cluster; with
-/// `console`, the live debug console on (nobody watching).
-pub fn start_herald(bin: &str, name: String, redis: Option<u16>, console: bool) -> Proc {
+/// Starts `o.bin` with a temp config on a free port; with `redis`, joined to that cluster; with
+/// `o.console`, the live debug console on (nobody watching); with `o.batch_window`, that
+/// `batch_window_ms`.
+pub fn start_herald(o: &Opts, name: String, redis: Option<u16>) -> Proc {
+    let (bin, console) = (o.bin.as_str(), o.console);
     let port = free_port();
+    let window = o
+        .batch_window
+        .map(|ms| format!("batch_window_ms = {ms}\n"))
+        .unwrap_or_default();
     let mut cfg = format!(
-        "[server]\nhost = \"127.0.0.1\"\nport = {port}\nmax_request_size = 1000000\nmax_queued_frames = 100000\nmax_pending_per_ip = 0\n\n{APP}"
+        "[server]\nhost = \"127.0.0.1\"\nport = {port}\nmax_request_size = 1000000\nmax_queued_frames = 100000\nmax_pending_per_ip = 0\n{window}\n{APP}"
     );
     if let Some(rp) = redis {
         cfg.push_str(&format!(
