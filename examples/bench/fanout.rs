@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::client::{connect_id, private_auth, subscribe_auth, App, Client, Trigger};
 use crate::procs::{cpu_seconds, cpu_split, start_herald, start_redis, Proc};
-use crate::rawws::{Closed, Frame, RawWs};
+use crate::rawws::{Closed, Frame, Polled, RawWs};
 use crate::Opts;
 
 /// How events are published.
@@ -91,26 +91,86 @@ struct Seen {
     closed: bool,
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn read(
-    mut ws: RawWs,
+/// What every subscriber's counting shares.
+struct Counting {
+    /// `{"event":"<event>"`: a measured delivery.
     event_prefix: String,
+    /// `{"event":"<warm-up event>"`.
     warm_prefix: String,
-    node: usize,
     events: usize,
     epoch: Instant,
-    stop: CancellationToken,
-    total: Arc<AtomicUsize>,
-    warmed: Arc<AtomicUsize>,
-) -> Seen {
-    let mut seen = Seen {
-        node,
-        counts: vec![0; events],
-        latencies: Vec::with_capacity(events),
-        last_us: 0,
-        closed: false,
-    };
-    let mut warm = false;
+    total: AtomicUsize,
+    warmed: AtomicUsize,
+}
+
+/// One subscriber's counts as it reads.
+struct Tally {
+    seen: Seen,
+    warm: bool,
+}
+
+impl Tally {
+    fn new(node: usize, events: usize) -> Tally {
+        Tally {
+            seen: Seen {
+                node,
+                counts: vec![0; events],
+                latencies: Vec::with_capacity(events),
+                last_us: 0,
+                closed: false,
+            },
+            warm: false,
+        }
+    }
+
+    /// Counts one text frame received at `now` (µs since the epoch); whether it was a delivery.
+    fn text(&mut self, c: &Counting, t: &str, now: u64) -> bool {
+        if t.starts_with(&c.event_prefix) {
+            let Some((seq, sent)) = parse_data(t) else {
+                panic!("malformed bench event: {t}");
+            };
+            if seq < c.events {
+                let seen = &mut self.seen;
+                if seen.counts[seq] == 0 {
+                    seen.latencies.push(now.saturating_sub(sent) as u32);
+                }
+                seen.counts[seq] = seen.counts[seq].saturating_add(1);
+                return true;
+            }
+        } else if t.starts_with(&c.warm_prefix) && !self.warm {
+            self.warm = true;
+            c.warmed.fetch_add(1, Ordering::Relaxed);
+        }
+        false
+    }
+
+    /// Counts the frames one read brought (`frames` hands them over), all received at once.
+    fn read(
+        &mut self,
+        c: &Counting,
+        frames: impl FnOnce(&mut dyn FnMut(Frame<'_>) -> bool) -> Result<(), Closed>,
+    ) -> Result<(), Closed> {
+        // One clock read per read: the frames it brought arrived together.
+        let now = c.epoch.elapsed().as_micros() as u64;
+        let mut got = 0;
+        let parsed = frames(&mut |f| {
+            if let Frame::Text(t) = f {
+                got += usize::from(self.text(c, t, now));
+            }
+            true
+        });
+        if got > 0 {
+            self.seen.last_us = now;
+            c.total.fetch_add(got, Ordering::Relaxed);
+        }
+        parsed.inspect_err(|_| self.seen.closed = true)
+    }
+}
+
+/// One subscriber waiting for its data (epoll, through the runtime), as a browser's socket
+/// does: every delivery wakes this thread when it sleeps, and on loopback the server pays that
+/// wake-up.
+async fn read(mut ws: RawWs, mut tally: Tally, c: Arc<Counting>, stop: CancellationToken) -> Seen {
     // Registered once: a `cancelled()` made per read would register a waker per delivery.
     let cancelled = stop.cancelled();
     tokio::pin!(cancelled);
@@ -124,42 +184,53 @@ async fn read(
             Ok(true) => {}
             Ok(false) => continue,
             Err(Closed) => {
-                seen.closed = true;
+                tally.seen.closed = true;
                 break;
             }
         }
-        // One clock read per read: the frames it brought arrived together.
-        let now = epoch.elapsed().as_micros() as u64;
-        let mut got = 0;
-        let parsed = ws.frames(|f| {
-            let Frame::Text(t) = f else { return true };
-            if t.starts_with(&event_prefix) {
-                let Some((seq, sent)) = parse_data(t) else {
-                    panic!("malformed bench event: {t}");
-                };
-                if seq < events {
-                    if seen.counts[seq] == 0 {
-                        seen.latencies.push(now.saturating_sub(sent) as u32);
-                    }
-                    seen.counts[seq] = seen.counts[seq].saturating_add(1);
-                    got += 1;
-                }
-            } else if t.starts_with(&warm_prefix) && !warm {
-                warm = true;
-                warmed.fetch_add(1, Ordering::Relaxed);
-            }
-            true
-        });
-        if got > 0 {
-            seen.last_us = now;
-            total.fetch_add(got, Ordering::Relaxed);
-        }
-        if parsed.is_err() {
-            seen.closed = true;
+        if tally.read(&c, |f| ws.frames(f)).is_err() {
             break;
         }
     }
-    seen
+    tally.seen
+}
+
+/// Every subscriber polled once a millisecond (`--readers poll`) from an epoll set nobody
+/// waits on, as the floor's polled readers are: the server's sends wake no one.
+async fn read_polled(
+    subs: Vec<(RawWs, Tally)>,
+    c: Arc<Counting>,
+    stop: CancellationToken,
+) -> Vec<Seen> {
+    let mut poll = mio::Poll::new().expect("poller");
+    let mut subs: Vec<(Polled, Tally, bool)> = subs
+        .into_iter()
+        .enumerate()
+        .map(|(i, (ws, t))| (ws.into_polled(&poll, mio::Token(i)), t, true))
+        .collect();
+    let mut events = mio::Events::with_capacity(1024);
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while !stop.is_cancelled() {
+        tick.tick().await;
+        loop {
+            poll.poll(&mut events, Some(Duration::ZERO)).expect("poll");
+            if events.is_empty() {
+                break;
+            }
+            for ev in &events {
+                let (ws, tally, open) = &mut subs[ev.token().0];
+                if *open {
+                    *open = ws.read_all().is_ok() && tally.read(&c, |f| ws.frames(f)).is_ok();
+                    tally.seen.closed |= !*open;
+                }
+            }
+            if events.iter().count() < 1024 {
+                break;
+            }
+        }
+    }
+    subs.into_iter().map(|(_, t, _)| t.seen).collect()
 }
 
 /// `"data":"SEQ:SENT_US:xxx…"` → (SEQ, SENT_US).
@@ -258,9 +329,15 @@ pub async fn run_once(o: &Opts, rate: f64) -> Figures {
     // Subscribers, round-robin over the nodes, 100 connecting at a time.
     let epoch = Instant::now();
     let stop = CancellationToken::new();
-    let total = Arc::new(AtomicUsize::new(0));
-    let warmed = Arc::new(AtomicUsize::new(0));
-    let mut readers = Vec::with_capacity(subscribers);
+    let counting = Arc::new(Counting {
+        event_prefix: format!(r#"{{"event":"{}""#, p.event),
+        warm_prefix: format!(r#"{{"event":"{}""#, p.warm),
+        events,
+        epoch,
+        total: AtomicUsize::new(0),
+        warmed: AtomicUsize::new(0),
+    });
+    let mut subs = Vec::with_capacity(subscribers);
     for chunk in (0..subscribers).collect::<Vec<_>>().chunks(100) {
         let opening: Vec<_> = chunk
             .iter()
@@ -278,20 +355,24 @@ pub async fn run_once(o: &Opts, rate: f64) -> Figures {
             .collect();
         for (&i, ws) in chunk.iter().zip(opening) {
             let ws = ws.await.expect("subscriber");
-            let (stop, total, warmed) = (stop.clone(), total.clone(), warmed.clone());
-            readers.push(tokio::spawn(read(
-                ws,
-                format!(r#"{{"event":"{}""#, p.event),
-                format!(r#"{{"event":"{}""#, p.warm),
-                i % node_count,
-                events,
-                epoch,
-                stop,
-                total,
-                warmed,
-            )));
+            subs.push((ws, Tally::new(i % node_count, events)));
         }
     }
+    let readers: Vec<tokio::task::JoinHandle<Vec<Seen>>> = if o.poll_readers {
+        vec![tokio::spawn(read_polled(
+            subs,
+            counting.clone(),
+            stop.clone(),
+        ))]
+    } else {
+        subs.into_iter()
+            .map(|(ws, tally)| {
+                let read = read(ws, tally, counting.clone(), stop.clone());
+                tokio::spawn(async move { vec![read.await] })
+            })
+            .collect()
+    };
+    let (total, warmed) = (&counting.total, &counting.warmed);
 
     // Warm-up: trigger until every subscriber, on every node, has seen an event.
     let mut http = Publisher::open(&apps[0], &p).await;
@@ -367,7 +448,7 @@ pub async fn run_once(o: &Opts, rate: f64) -> Figures {
     stop.cancel();
     let mut seen = Vec::with_capacity(subscribers);
     for r in readers {
-        seen.push(r.await.expect("reader"));
+        seen.extend(r.await.expect("reader"));
     }
 
     // Servers down before the numbers are crunched.
@@ -460,8 +541,8 @@ pub async fn run_at(o: &Opts, rate: f64, name: &str) -> Figures {
         let subs = o.subscribers.unwrap_or(500);
         let f = crate::floor::measure(subs, 100.0, 5.0, o.payload, o.floor_wait);
         println!(
-            "floor (same run): {:.3} µs CPU per write (user {:.3}, system {:.3})",
-            f.us_per_write, f.user_us, f.sys_us
+            "floor (same run): {:.3} µs CPU per write (user {:.3}, system {:.3}); one round to all sockets takes p50 {:.0} / p99 {:.0} µs",
+            f.us_per_write, f.user_us, f.sys_us, f.round_p50_us, f.round_p99_us
         );
         f.us_per_write
     });
@@ -482,6 +563,10 @@ pub async fn run_at(o: &Opts, rate: f64, name: &str) -> Figures {
     json.insert("rate".into(), rate.into());
     json.insert("subscribers".into(), o.subscribers.unwrap_or(500).into());
     json.insert("client_events".into(), o.client_events.into());
+    json.insert(
+        "readers".into(),
+        if o.poll_readers { "poll" } else { "wait" }.into(),
+    );
     for (m, &(metric, d)) in METRICS.iter().enumerate() {
         let mut v: Vec<f64> = runs.iter().map(|r| r[m]).collect();
         v.sort_by(|a, b| a.total_cmp(b));

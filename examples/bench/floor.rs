@@ -23,6 +23,11 @@ pub struct Floor {
     pub us_per_write: f64,
     pub user_us: f64,
     pub sys_us: f64,
+    /// How long one round (a write to every socket) took, start to last write: the least
+    /// time in which one thread can deliver an event to every subscriber.
+    pub round_p50_us: f64,
+    pub round_p99_us: f64,
+    pub round_max_us: f64,
 }
 
 /// Runs the floor for `duration` seconds with `subs` sockets at `rate` rounds per second. With
@@ -81,19 +86,28 @@ pub fn measure(subs: usize, rate: f64, duration: f64, payload: usize, wait: bool
     let writer = std::thread::spawn(move || {
         let (u0, s0) = thread_cpu();
         let start = Instant::now();
+        let mut round_us = Vec::with_capacity(rounds as usize);
         for round in 0..rounds {
             let at = start + period * round as u32;
             if let Some(wait) = at.checked_duration_since(Instant::now()) {
                 std::thread::sleep(wait);
             }
+            let began = Instant::now();
             for w in &mut writers {
                 w.write_all(&frame).expect("floor write");
             }
+            round_us.push(began.elapsed().as_micros() as u64);
         }
         let (u1, s1) = thread_cpu();
-        (u1 - u0, s1 - s0)
+        (u1 - u0, s1 - s0, round_us)
     });
-    let (user, sys) = writer.join().expect("writer");
+    let (user, sys, mut round_us) = writer.join().expect("writer");
+    round_us.sort_unstable();
+    let pick = |q: f64| {
+        round_us
+            .get(((round_us.len() as f64 - 1.0) * q).round() as usize)
+            .map_or(f64::NAN, |&v| v as f64)
+    };
     stop.store(true, Ordering::Relaxed);
     drainer.join().expect("drainer");
     let writes = rounds * subs as u64;
@@ -103,6 +117,9 @@ pub fn measure(subs: usize, rate: f64, duration: f64, payload: usize, wait: bool
         us_per_write: per(user + sys),
         user_us: per(user),
         sys_us: per(sys),
+        round_p50_us: pick(0.5),
+        round_p99_us: pick(0.99),
+        round_max_us: pick(1.0),
     }
 }
 
@@ -132,12 +149,13 @@ pub fn run(o: &crate::Opts) {
     let subs = o.subscribers.unwrap_or(500);
     let f = measure(subs, o.rate, o.duration, o.payload, o.floor_wait);
     println!(
-        "floor: {subs} sockets x {} writes/s x {}s: {} writes, {:.3} µs CPU per write (user {:.3}, system {:.3})",
-        o.rate, o.duration, f.writes, f.us_per_write, f.user_us, f.sys_us
+        "floor: {subs} sockets x {} writes/s x {}s: {} writes, {:.3} µs CPU per write (user {:.3}, system {:.3}); one round to all sockets: p50 {:.0}, p99 {:.0}, max {:.0} µs",
+        o.rate, o.duration, f.writes, f.us_per_write, f.user_us, f.sys_us, f.round_p50_us, f.round_p99_us, f.round_max_us
     );
     println!(
         "{}",
         serde_json::json!({"bench": "floor", "sockets": subs, "rate": o.rate, "duration": o.duration,
-            "writes": f.writes, "us_per_write": f.us_per_write, "user_us": f.user_us, "sys_us": f.sys_us})
+            "writes": f.writes, "us_per_write": f.us_per_write, "user_us": f.user_us, "sys_us": f.sys_us,
+            "round_p50_us": f.round_p50_us, "round_p99_us": f.round_p99_us, "round_max_us": f.round_max_us})
     );
 }

@@ -73,6 +73,8 @@ pub struct Opts {
     max_steps: usize,
     /// `--batch-window MS`: `[server] batch_window_ms` on the servers the bench starts.
     batch_window: Option<u64>,
+    /// `--readers poll`: the fan-out subscribers are polled, not woken by their data.
+    poll_readers: bool,
 }
 
 fn opts() -> Opts {
@@ -100,6 +102,7 @@ fn opts() -> Opts {
         channels: 100,
         max_steps: 6,
         batch_window: None,
+        poll_readers: false,
     };
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     if let Some(cmd) = args.first().filter(|a| !a.starts_with("--")).cloned() {
@@ -136,6 +139,7 @@ fn opts() -> Opts {
             }
             "--console" if v == "on" || v == "off" => o.console = v == "on",
             "--channels" => o.channels = v.parse().expect("--channels needs a number"),
+            "--readers" if v == "poll" || v == "wait" => o.poll_readers = v == "poll",
             "--batch-window" => {
                 o.batch_window = Some(v.parse().expect("--batch-window needs a number (ms)"))
             }

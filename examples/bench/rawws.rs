@@ -181,55 +181,135 @@ impl RawWs {
 
     /// Hands each whole frame in the buffer to `f`, in order, until `f` returns false; answers
     /// pings (a server may ping a quiet client) and reports a close frame as [`Closed`].
-    pub fn frames(&mut self, mut f: impl FnMut(Frame<'_>) -> bool) -> Result<(), Closed> {
-        let mut pings = Vec::new();
-        loop {
-            let rest = &self.buf[self.at..];
-            if rest.len() < 2 {
-                break;
-            }
-            let (b0, b1) = (rest[0], rest[1]);
-            assert!(b1 & 0x80 == 0, "server frames are never masked");
-            let (len, head) = match b1 & 0x7f {
-                126 if rest.len() >= 4 => (u16::from_be_bytes([rest[2], rest[3]]) as usize, 4),
-                127 if rest.len() >= 10 => {
-                    let mut n = [0; 8];
-                    n.copy_from_slice(&rest[2..10]);
-                    (u64::from_be_bytes(n) as usize, 10)
-                }
-                126 | 127 => break,
-                n => (n as usize, 2),
-            };
-            if rest.len() < head + len {
-                break;
-            }
-            let payload = &rest[head..head + len];
-            self.at += head + len;
-            assert!(
-                b0 & 0x80 != 0 && b0 & 0x0f != 0,
-                "fragmented server messages are not supported by the bench"
-            );
-            let go_on = match b0 & 0x0f {
-                0x1 => f(Frame::Text(
-                    std::str::from_utf8(payload).map_err(|_| Closed)?,
-                )),
-                0x8 => return Err(Closed),
-                0x9 => {
-                    pings.push(payload.to_vec());
-                    true
-                }
-                _ => f(Frame::Other),
-            };
-            if !go_on {
-                break;
-            }
-        }
+    pub fn frames(&mut self, f: impl FnMut(Frame<'_>) -> bool) -> Result<(), Closed> {
+        let pings = parse(&self.buf, &mut self.at, f)?;
         for p in pings {
-            // A pong is at most 131 bytes: it fits the socket's buffer without waiting.
-            let mut pong = vec![0x8a, 0x80 | p.len() as u8, 0, 0, 0, 0];
-            pong.extend_from_slice(&p);
-            self.tcp.try_write(&pong).map_err(|_| Closed)?;
+            self.tcp.try_write(&pong(&p)).map_err(|_| Closed)?;
         }
         Ok(())
     }
+
+    /// The same socket read by polling: taken out of the runtime's epoll set (so data arriving
+    /// wakes nobody) into `poll`'s, under `token`, with whatever was already buffered.
+    pub fn into_polled(self, poll: &mio::Poll, token: mio::Token) -> Polled {
+        let std = self.tcp.into_std().expect("socket out of the runtime");
+        let mut tcp = mio::net::TcpStream::from_std(std);
+        poll.registry()
+            .register(&mut tcp, token, mio::Interest::READABLE)
+            .expect("register with the poller");
+        Polled {
+            tcp,
+            buf: self.buf,
+            at: self.at,
+        }
+    }
+}
+
+/// A subscriber read by polling ([`RawWs::into_polled`]): nobody waits for its data, as with the
+/// floor's polled readers, so the server never pays this client's wake-ups.
+pub struct Polled {
+    tcp: mio::net::TcpStream,
+    buf: Vec<u8>,
+    at: usize,
+}
+
+impl Polled {
+    /// Reads what the socket holds (it was reported readable): until a short read, which on a
+    /// TCP socket means it is drained (edge-triggered: new data raises a new event).
+    pub fn read_all(&mut self) -> Result<(), Closed> {
+        use std::io::Read;
+        loop {
+            if self.at > 0 {
+                self.buf.drain(..self.at);
+                self.at = 0;
+            }
+            let len = self.buf.len();
+            self.buf.resize(len + READ_CHUNK, 0);
+            let n = match self.tcp.read(&mut self.buf[len..]) {
+                Ok(0) => return Err(Closed),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                    self.buf.truncate(len);
+                    continue;
+                }
+                Err(_) => return Err(Closed),
+            };
+            self.buf.truncate(len + n);
+            if n < READ_CHUNK {
+                return Ok(());
+            }
+        }
+    }
+
+    /// As [`RawWs::frames`].
+    pub fn frames(&mut self, f: impl FnMut(Frame<'_>) -> bool) -> Result<(), Closed> {
+        use std::io::Write;
+        let pings = parse(&self.buf, &mut self.at, f)?;
+        for p in pings {
+            self.tcp.write(&pong(&p)).map_err(|_| Closed)?;
+        }
+        Ok(())
+    }
+}
+
+/// A client pong for a ping's payload, masked with the all-zero key. At most 131 bytes: it fits
+/// the socket's buffer without waiting.
+fn pong(payload: &[u8]) -> Vec<u8> {
+    let mut pong = vec![0x8a, 0x80 | payload.len() as u8, 0, 0, 0, 0];
+    pong.extend_from_slice(payload);
+    pong
+}
+
+/// Hands each whole server frame in `buf[*at..]` to `f`, in order, until `f` returns false,
+/// moving `at` past what it parsed; returns the payloads of the pings to answer, or [`Closed`]
+/// for a close frame or invalid text.
+fn parse(
+    buf: &[u8],
+    at: &mut usize,
+    mut f: impl FnMut(Frame<'_>) -> bool,
+) -> Result<Vec<Vec<u8>>, Closed> {
+    let mut pings = Vec::new();
+    loop {
+        let rest = &buf[*at..];
+        if rest.len() < 2 {
+            break;
+        }
+        let (b0, b1) = (rest[0], rest[1]);
+        assert!(b1 & 0x80 == 0, "server frames are never masked");
+        let (len, head) = match b1 & 0x7f {
+            126 if rest.len() >= 4 => (u16::from_be_bytes([rest[2], rest[3]]) as usize, 4),
+            127 if rest.len() >= 10 => {
+                let mut n = [0; 8];
+                n.copy_from_slice(&rest[2..10]);
+                (u64::from_be_bytes(n) as usize, 10)
+            }
+            126 | 127 => break,
+            n => (n as usize, 2),
+        };
+        if rest.len() < head + len {
+            break;
+        }
+        let payload = &rest[head..head + len];
+        *at += head + len;
+        assert!(
+            b0 & 0x80 != 0 && b0 & 0x0f != 0,
+            "fragmented server messages are not supported by the bench"
+        );
+        let go_on = match b0 & 0x0f {
+            0x1 => f(Frame::Text(
+                std::str::from_utf8(payload).map_err(|_| Closed)?,
+            )),
+            0x8 => return Err(Closed),
+            0x9 => {
+                pings.push(payload.to_vec());
+                true
+            }
+            _ => f(Frame::Other),
+        };
+        if !go_on {
+            break;
+        }
+    }
+    Ok(pings)
 }
