@@ -23,6 +23,7 @@ use crate::protocol::PusherError;
 pub use crate::socket_id::SocketId;
 
 mod syscalls;
+pub use syscalls::Clock;
 use syscalls::{advance, fill, now_ms, send_now, send_vectored_now};
 
 /// A plain TCP socket publishers may write into while it is idle, and the coalescer that
@@ -159,12 +160,24 @@ impl Outbox {
     /// [`Outbox::try_send`] of a shared frame: cloned (a reference count) only when it has to
     /// be queued; a direct write needs only its bytes.
     pub fn offer(&self, frame: &Frame) -> bool {
+        self.offer_at(frame, Clock::now())
+    }
+
+    /// [`Outbox::offer`] at a time read once for a whole broadcast: a clock read per delivery
+    /// was 2 % of the server's samples at 500,000 deliveries a second.
+    pub fn offer_at(&self, frame: &Frame, now: Clock) -> bool {
         crate::socket::trace::frame_out_lazy(&self.0.id, frame);
         let mut st = self.0.state.lock();
         if st.close.is_some() || st.sealed {
             return false;
         }
-        let now = now_ms();
+        // A clock read when a broadcast began can be older than the one of the last frame (a
+        // broadcast that began later reached this socket first): time never goes back here.
+        let now = if (now.0.wrapping_sub(st.last_ms) as i32) < 0 {
+            st.last_ms
+        } else {
+            now.0
+        };
         let busy =
             now.wrapping_sub(st.last_ms) < BUSY_MS || now.wrapping_sub(st.backlog_ms) < BACKLOG_MS;
         st.last_ms = now;
@@ -224,6 +237,15 @@ impl Outbox {
         drop(st);
         self.0.wake.notify_one();
         true
+    }
+
+    /// Asks the CPU to start loading this outbox's state, so that [`Outbox::offer_at`] finds it
+    /// in cache: fan-out calls it a few subscribers ahead. Each broadcast touches every
+    /// subscriber's outbox once, and that first touch was a cache miss, the single largest
+    /// user-space cost of a delivery (the lock's `cmpxchg` in `perf annotate`).
+    #[inline]
+    pub fn prefetch(&self) {
+        syscalls::prefetch(&self.0.state);
     }
 
     /// Called by the coalescer: writes the deferred frames straight into the socket, as many
@@ -382,6 +404,19 @@ impl Outbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_older_broadcast_clock_does_not_turn_time_back() {
+        // Two broadcasts reach a socket out of the order their clocks were read in: the rate
+        // count must go on, not restart as if 49 days had passed.
+        let o = Outbox::new(SocketId::generate(), 64, None);
+        let t = now_ms();
+        assert!(o.offer_at(&Frame::from_static("a"), Clock(t.wrapping_add(20))));
+        assert!(o.offer_at(&Frame::from_static("b"), Clock(t.wrapping_add(10))));
+        let st = o.0.state.lock();
+        assert_eq!(st.last_ms, t.wrapping_add(20));
+        assert_eq!(st.rate_count, 2);
+    }
 
     #[test]
     fn full_outbox_requests_4100_close() {

@@ -1,6 +1,7 @@
 //! The outbox's system calls and queue bookkeeping: one `send()` or `sendmsg()` straight into a
 //! shared socket (bypassing tokio's readiness, see [`send_now`]), the `writev` slices of a queue
-//! and what a partial write leaves of it.
+//! and what a partial write leaves of it; and the two cheap helpers of the delivery loop, the
+//! millisecond [`Clock`] and a cache prefetch.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
@@ -64,6 +65,18 @@ pub(super) fn advance(frames: &mut VecDeque<Frame>, written: &mut usize, mut n: 
     }
 }
 
+/// A reading of the outbox's millisecond clock, taken once per broadcast
+/// ([`super::Outbox::offer_at`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Clock(pub(super) u32);
+
+impl Clock {
+    /// The current time.
+    pub fn now() -> Clock {
+        Clock(now_ms())
+    }
+}
+
 /// Milliseconds since the first call (wrapping): a cheap clock for the busy, backlog and rate
 /// rules.
 pub(super) fn now_ms() -> u32 {
@@ -72,4 +85,22 @@ pub(super) fn now_ms() -> u32 {
         .get_or_init(std::time::Instant::now)
         .elapsed()
         .as_millis() as u32
+}
+
+/// Asks the CPU to start loading `value`'s cache line (a no-op off x86_64).
+#[inline]
+pub(super) fn prefetch<T>(value: &T) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let p: *const T = value;
+        // SAFETY: a prefetch is only a hint: it cannot fault and reads nothing the program
+        // sees, whatever the address (this one is valid anyway: it comes from a reference).
+        #[allow(unsafe_code)]
+        unsafe {
+            _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>())
+        };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = value;
 }
