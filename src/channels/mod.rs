@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use dashmap::DashMap;
 
 use crate::metrics::{AppMetrics, MessageKind};
-use crate::outbox::{Clock, Outbox, SocketId};
+use crate::outbox::{prefetch, Clock, Outbox, SocketId};
 use crate::protocol::outbound::{self, Frame};
 use crate::protocol::{ChannelKind, PusherError};
 use presence::snapshot_of;
@@ -524,14 +524,20 @@ const PREFETCH_AHEAD: usize = 4;
 fn fan_out(ch: &Channel, frame: &Frame, except: Option<SocketId>) -> (usize, usize) {
     let (mut sent, mut dropped) = (0, 0);
     let now = Clock::now();
-    // Each outbox is loaded a few subscribers before it is offered the frame.
-    let mut ahead = ch.subscribers.values();
-    ahead
+    // Each table entry is loaded 2 × PREFETCH_AHEAD subscribers before its turn (finding its
+    // address reads only the table's control bytes), and its outbox PREFETCH_AHEAD before.
+    let mut entries = ch.subscribers.values();
+    let mut outboxes = ch.subscribers.values();
+    entries.by_ref().take(2 * PREFETCH_AHEAD).for_each(prefetch);
+    outboxes
         .by_ref()
         .take(PREFETCH_AHEAD)
         .for_each(|s| s.outbox.prefetch());
     for (id, sub) in &ch.subscribers {
-        if let Some(next) = ahead.next() {
+        if let Some(entry) = entries.next() {
+            prefetch(entry);
+        }
+        if let Some(next) = outboxes.next() {
             next.outbox.prefetch();
         }
         if Some(*id) != except && !sub.pending {

@@ -23,8 +23,8 @@ use crate::protocol::PusherError;
 pub use crate::socket_id::SocketId;
 
 mod syscalls;
-pub use syscalls::Clock;
 use syscalls::{advance, fill, now_ms, send_now, send_vectored_now};
+pub use syscalls::{prefetch, Clock};
 
 /// A plain TCP socket publishers may write into while it is idle, and the coalescer that
 /// writes it while it is busy.

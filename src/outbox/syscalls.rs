@@ -89,7 +89,7 @@ pub(super) fn now_ms() -> u32 {
 
 /// Asks the CPU to start loading `value`'s cache line (a no-op off x86_64).
 #[inline]
-pub(super) fn prefetch<T>(value: &T) {
+pub fn prefetch<T>(value: &T) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
