@@ -49,12 +49,7 @@ pub async fn connect_id(app: &App) -> (Client, String) {
             .expect("connect");
         match ws.next().await {
             Some(Ok(Message::Text(t))) if t.contains("connection_established") => {
-                let id = t
-                    .split("socket_id\\\":\\\"")
-                    .nth(1)
-                    .and_then(|r| r.split('\\').next())
-                    .unwrap_or_default()
-                    .to_owned();
+                let id = socket_id(&t);
                 (ws, id)
             }
             other => panic!("unexpected first frame: {other:?}"),
@@ -63,6 +58,16 @@ pub async fn connect_id(app: &App) -> (Client, String) {
     tokio::time::timeout(STEP_TIMEOUT, fut)
         .await
         .expect("connect timed out")
+}
+
+/// The socket id in a `connection_established` frame (a cheap scan, no JSON parse).
+pub fn socket_id(hello: &str) -> String {
+    hello
+        .split("socket_id\\\":\\\"")
+        .nth(1)
+        .and_then(|r| r.split('\\').next())
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// Subscribes to a public channel and waits for `subscription_succeeded`.

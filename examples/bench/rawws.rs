@@ -77,12 +77,7 @@ impl RawWs {
                 hello.contains("connection_established"),
                 "unexpected first frame: {hello}"
             );
-            let id = hello
-                .split("socket_id\\\":\\\"")
-                .nth(1)
-                .and_then(|r| r.split('\\').next())
-                .unwrap_or_default()
-                .to_owned();
+            let id = crate::client::socket_id(&hello);
             (ws, id)
         };
         tokio::time::timeout(STEP_TIMEOUT, fut)
