@@ -136,11 +136,7 @@ impl RawWs {
 
     /// Drops parsed bytes and keeps [`READ_CHUNK`] bytes of room.
     fn compact(&mut self) {
-        if self.at > 0 {
-            self.buf.drain(..self.at);
-            self.at = 0;
-        }
-        self.buf.reserve(READ_CHUNK);
+        compact(&mut self.buf, &mut self.at);
     }
 
     /// The next text frame, reading as needed (set-up only: it allocates).
@@ -214,10 +210,7 @@ impl Polled {
     pub fn read_all(&mut self) -> Result<(), Closed> {
         use std::io::Read;
         loop {
-            if self.at > 0 {
-                self.buf.drain(..self.at);
-                self.at = 0;
-            }
+            compact(&mut self.buf, &mut self.at);
             let len = self.buf.len();
             self.buf.resize(len + READ_CHUNK, 0);
             let n = match self.tcp.read(&mut self.buf[len..]) {
@@ -246,6 +239,15 @@ impl Polled {
         }
         Ok(())
     }
+}
+
+/// Drops the parsed bytes before `at` and keeps [`READ_CHUNK`] bytes of room.
+fn compact(buf: &mut Vec<u8>, at: &mut usize) {
+    if *at > 0 {
+        buf.drain(..*at);
+        *at = 0;
+    }
+    buf.reserve(READ_CHUNK);
 }
 
 /// A client pong for a ping's payload, masked with the all-zero key. At most 131 bytes: it fits

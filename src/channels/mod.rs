@@ -490,6 +490,7 @@ fn send_member_event(
     except: Option<SocketId>,
 ) -> usize {
     let mut sent = 0;
+    let now = Clock::now();
     for (id, sub) in subscribers {
         if sub.pending || Some(*id) == except {
             continue;
@@ -499,7 +500,7 @@ fn send_member_event(
         } else {
             shared
         };
-        if wanted && sub.outbox.try_send(frame.clone()) {
+        if wanted && sub.outbox.offer_at(frame, now) {
             sent += 1;
         }
     }

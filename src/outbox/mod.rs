@@ -154,17 +154,13 @@ impl Outbox {
     /// queued for the socket's task. A full queue marks the socket for closing with 4100
     /// (slow consumer) and drops the frame; returns whether the frame was taken.
     pub fn try_send(&self, frame: Frame) -> bool {
-        self.offer(&frame)
+        self.offer_at(&frame, Clock::now())
     }
 
-    /// [`Outbox::try_send`] of a shared frame: cloned (a reference count) only when it has to
-    /// be queued; a direct write needs only its bytes.
-    pub fn offer(&self, frame: &Frame) -> bool {
-        self.offer_at(frame, Clock::now())
-    }
-
-    /// [`Outbox::offer`] at a time read once for a whole broadcast: a clock read per delivery
-    /// was 2 % of the server's samples at 500,000 deliveries a second.
+    /// [`Outbox::try_send`] for fan-out: a shared frame, cloned (a reference count) only when
+    /// it has to be queued (a direct write needs only its bytes), at a time read once for the
+    /// whole broadcast (a clock read per delivery was 2 % of the server's samples at 500,000
+    /// deliveries a second).
     pub fn offer_at(&self, frame: &Frame, now: Clock) -> bool {
         crate::socket::trace::frame_out_lazy(&self.0.id, frame);
         let mut st = self.0.state.lock();
@@ -284,7 +280,8 @@ impl Outbox {
     /// Queues bytes the socket's own task writes (hello, pings, pongs and the close frame), on
     /// the same ordered path, regardless of seal and capacity (the task bounds them). With
     /// `wake`, the task is woken to write them out if they had to queue; without, they wait for
-    /// the task's own flush (which follows each of its writes) or for the next queued frame, so a peer that pings without reading does not stop the task's reads.
+    /// the task's own flush (which follows each of its writes) or for the next queued frame,
+    /// so a peer that pings without reading does not stop the task's reads.
     pub(crate) fn push_own(&self, frame: Frame, wake: bool) {
         let mut st = self.0.state.lock();
         if st.frames.is_empty() && !st.writing {

@@ -18,11 +18,7 @@ use crate::protocol::outbound::Frame;
 /// frame that does not fit goes to the queue, and the socket's task writes the queue through
 /// tokio, whose write then sees `WouldBlock` itself and waits for the next writable edge.
 pub(super) fn send_now(direct: &(RawFd, Arc<TcpStream>), buf: &[u8]) -> std::io::Result<usize> {
-    // SAFETY: the descriptor belongs to the `TcpStream` held beside it, which stays open at
-    // least as long as this borrow (both live in the same locked `State`).
-    #[allow(unsafe_code)]
-    let fd = unsafe { BorrowedFd::borrow_raw(direct.0) };
-    socket2::SockRef::from(&fd).send(buf)
+    socket2::SockRef::from(&borrowed(direct)).send(buf)
 }
 
 /// One `sendmsg()` of `bufs`, like [`send_now`].
@@ -30,10 +26,18 @@ pub(super) fn send_vectored_now(
     direct: &(RawFd, Arc<TcpStream>),
     bufs: &[IoSlice<'_>],
 ) -> io::Result<usize> {
-    // SAFETY: as in `send_now`.
+    socket2::SockRef::from(&borrowed(direct)).send_vectored(bufs)
+}
+
+/// The socket's descriptor, kept beside its `Arc` (reading it through the `Arc` is a cache miss
+/// per delivery), borrowed for as long as the pair is.
+fn borrowed(direct: &(RawFd, Arc<TcpStream>)) -> BorrowedFd<'_> {
+    // SAFETY: the descriptor belongs to the `TcpStream` held beside it, which stays open at
+    // least as long as this borrow of both.
     #[allow(unsafe_code)]
-    let fd = unsafe { BorrowedFd::borrow_raw(direct.0) };
-    socket2::SockRef::from(&fd).send_vectored(bufs)
+    unsafe {
+        BorrowedFd::borrow_raw(direct.0)
+    }
 }
 
 /// Points `slices` at the first frames of `frames` (the front one minus its `written` bytes);
